@@ -1,0 +1,47 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <bpf/libbpf.h>
+#include "CTinctureBPF.h"
+#include "generated/tincture.skel.h"
+
+const void *tn_bpf_object_bytes(size_t *size)
+{
+	return tincture_bpf__elf_bytes(size);
+}
+
+/* Loading happens on one thread at a time; the log needs no lock. */
+static char tn_log[32768];
+static size_t tn_log_len;
+static int tn_log_verbose;
+
+static int tn_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (level == LIBBPF_DEBUG && !tn_log_verbose)
+		return 0;
+	if (tn_log_len >= sizeof(tn_log) - 1)
+		return 0;
+	n = vsnprintf(tn_log + tn_log_len, sizeof(tn_log) - tn_log_len, fmt, ap);
+	if (n > 0)
+		tn_log_len += (size_t)n < sizeof(tn_log) - tn_log_len ? (size_t)n
+								     : sizeof(tn_log) - tn_log_len - 1;
+	return n;
+}
+
+void tn_libbpf_log_capture(int verbose)
+{
+	tn_log_verbose = verbose;
+	libbpf_set_print(tn_libbpf_print);
+}
+
+size_t tn_libbpf_log_take(char *buf, size_t cap)
+{
+	size_t n = tn_log_len < cap - 1 ? tn_log_len : cap - 1;
+
+	memcpy(buf, tn_log, n);
+	buf[n] = '\0';
+	tn_log_len = 0;
+	return n;
+}

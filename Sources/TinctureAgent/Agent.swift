@@ -1,0 +1,183 @@
+import Glibc
+import Synchronization
+import TinctureBPF
+import TinctureCore
+
+/// How `tincture agent` is configured (flags; see `tincture agent --help`).
+public struct AgentConfig: Sendable {
+    public static let defaultListen = ListenAddress(host: "127.0.0.1", port: 9477)
+    public static let defaultEventsSocket = "/run/tincture/events.sock"
+
+    public var listen: ListenAddress = defaultListen
+    public var eventsSocket: String = defaultEventsSocket
+    /// nil: auto.
+    public var attach: AttachMode?
+    public var seriesCap: Int = Aggregates.defaultSeriesCap
+    public var subscriberQueue: Int = 4096
+
+    public init() {}
+}
+
+/// The running agent: probes, the ring-buffer reader thread, the scrape server and
+/// the event stream, until SIGTERM or SIGINT.
+public final class Agent: @unchecked Sendable {
+    // @unchecked: `aggregates` lives in a Mutex; the rest is set before threads start.
+    public static let version = "0.1.0"
+
+    private let config: AgentConfig
+    private let aggregates: Mutex<Aggregates>
+    private let realtimeOffsetNs: Int64
+    private var probes: LoadedProbes?
+    private var stream: EventStream?
+    private let readerAlive = Atomic<Bool>(false)
+
+    public init(config: AgentConfig) {
+        self.config = config
+        aggregates = Mutex(Aggregates(seriesCap: config.seriesCap))
+        realtimeOffsetNs = Clock.realtimeMinusMonotonicNs()
+    }
+
+    /// Runs until a termination signal; returns the process exit status.
+    public func run() -> Int32 {
+        let missing = Privileges.missing()
+        if !missing.isEmpty {
+            Log.error("tincture agent must run as root or with CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load BPF programs; missing: \(missing.joined(separator: ", ")). Try: sudo tincture agent")
+            return 77
+        }
+        // Block the termination signals before any thread starts, so only sigwait sees them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        let facts = KernelFacts.probe()
+        guard facts.btf else {
+            Log.error("this kernel has no BTF (/sys/kernel/btf/vmlinux missing); Tincture's CO-RE programs need CONFIG_DEBUG_INFO_BTF=y (kernel \(facts.release))")
+            return 1
+        }
+        guard facts.ringBuffer else {
+            Log.error("this kernel has no BPF ring buffer (needs Linux 5.8 or later; running \(facts.release))")
+            return 1
+        }
+        let plan = AttachPlanner.plan(requested: config.attach, facts: facts)
+        for entry in plan.entries {
+            if let mode = entry.mode {
+                Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode)))")
+            } else {
+                let reasons = entry.attempts.map { "\($0.mode.rawValue): \($0.failure ?? "ok")" }.joined(separator: "; ")
+                Log.warning("hook \(entry.hook.name): not attached, no allowed mode works here — \(reasons)")
+            }
+        }
+        guard !plan.attachedHooks.isEmpty else {
+            Log.error("no hook could attach with --attach \(config.attach?.rawValue ?? "auto"); run `tincture check` for the kernel's facts")
+            return 1
+        }
+
+        do {
+            let probes = try LoadedProbes(plan: plan)
+            self.probes = probes
+            let server = try MetricsServer(address: config.listen) { [self] path in route(path) }
+            let stream = try EventStream(path: config.eventsSocket, queueCapacity: config.subscriberQueue) { [self] in
+                helloLine()
+            }
+            self.stream = stream
+            let reader = try probes.makeReader { [self] bytes in consume(bytes) }
+
+            readerAlive.store(true, ordering: .relaxed)
+            let readerThread = OSThread(name: "tn-ringbuf") { [self] in
+                do { try reader.run() } catch { Log.error("ring buffer reader stopped: \(error)") }
+                readerAlive.store(false, ordering: .relaxed)
+            }
+            server.start()
+            stream.start()
+            let port = server.boundPort
+            Log.info("serving /metrics on http://\(ListenAddress(host: config.listen.host, port: port))/metrics, live events on \(config.eventsSocket) (tincture tail)")
+
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            Log.info("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"), detaching")
+            reader.stop()
+            readerThread.join()
+            stream.stop()
+            server.stop()
+            probes.detach()
+            return 0
+        } catch let error as SocketError {
+            Log.error("\(error)")
+            probes?.detach()
+            return 1
+        } catch {
+            Log.error("\(error)")
+            probes?.detach()
+            return 1
+        }
+    }
+
+    /// Ring-buffer callback, on the reader thread.
+    private func consume(_ bytes: UnsafeRawBufferPointer) {
+        switch EventDecoder.decode(bytes) {
+        case .success(let event):
+            aggregates.withLock { $0.record(event) }
+            if let stream, stream.hasSubscribers {
+                stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
+            }
+        case .failure(let error):
+            aggregates.withLock { $0.recordDecodeError(error) }
+        }
+    }
+
+    private func observation() -> SelfObservation {
+        var o = SelfObservation()
+        if let probes {
+            let counters = probes.kernelCounters()
+            o.lostEvents = counters.lost
+            o.kernelUntracked = counters.untracked
+            o.probes = probes.plan.probes
+        }
+        if let stream {
+            let stats = stream.stats
+            o.subscribers = stats.subscribers
+            o.subscriberDrops = stats.dropped
+        }
+        o.version = Self.version
+        return o
+    }
+
+    private func route(_ path: String) -> MetricsServer.Response {
+        switch path {
+        case "/metrics":
+            let o = observation()
+            let text = aggregates.withLock { ExpositionWriter.render($0, o) }
+            return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: text)
+        case "/healthz":
+            return readerAlive.load(ordering: .relaxed)
+                ? .init(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
+                : .init(status: 503, contentType: "text/plain; charset=utf-8", body: "ring buffer reader is not running\n")
+        case "/":
+            return .init(status: 200, contentType: "text/plain; charset=utf-8",
+                         body: "tincture agent \(Self.version)\n/metrics  Prometheus metrics\n/healthz  liveness\n")
+        default:
+            return .init(status: 404, contentType: "text/plain; charset=utf-8", body: "not found; try /metrics\n")
+        }
+    }
+
+    /// First line every subscriber gets: who is serving and what is attached.
+    private func helloLine() -> String {
+        let hooks = (probes?.plan.entries ?? []).map {
+            "{\"hook\":\(EventJSON.quote($0.hook.name)),\"mode\":\(EventJSON.quote($0.mode?.rawValue ?? "none"))}"
+        }.joined(separator: ",")
+        return "{\"kind\":\"hello\",\"version\":\(EventJSON.quote(Self.version)),\"pid\":\(getpid()),\"hooks\":[\(hooks)]}\n"
+    }
+}
+
+enum Clock {
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC: adds to bpf_ktime_get_ns() stamps to get Unix time.
+    static func realtimeMinusMonotonicNs() -> Int64 {
+        var rt = timespec(), mono = timespec()
+        clock_gettime(CLOCK_REALTIME, &rt)
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        return (Int64(rt.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + (Int64(rt.tv_nsec) - Int64(mono.tv_nsec))
+    }
+}

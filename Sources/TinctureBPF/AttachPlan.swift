@@ -1,0 +1,100 @@
+import Glibc
+import TinctureCore
+
+/// Per hook: the mode it will attach in, and what each mode tried said.
+public struct AttachPlan: Sendable {
+    public struct Entry: Sendable {
+        public var hook: HookSpec
+        /// nil: no allowed mode worked.
+        public var mode: AttachMode?
+        /// Every mode tried, in order, with nil for success or the reason it failed.
+        public var attempts: [(mode: AttachMode, failure: String?)]
+    }
+
+    public var entries: [Entry]
+
+    public func mode(for hook: HookSpec) -> AttachMode? {
+        entries.first { $0.hook == hook }?.mode
+    }
+
+    public var attachedHooks: [Entry] { entries.filter { $0.mode != nil } }
+    public var probes: [SelfObservation.Probe] { entries.map { .init(hook: $0.hook.name, mode: $0.mode) } }
+}
+
+/// Builds the attach plan by trying, per hook, each allowed mode on the running
+/// kernel: load the variant's programs alone and attach them. The first that
+/// works is chosen; the trial is undone.
+public enum AttachPlanner {
+    /// `requested` nil means auto: every mode, cheapest first.
+    public static func candidates(_ requested: AttachMode?) -> [AttachMode] {
+        requested.map { [$0] } ?? AttachMode.allCases
+    }
+
+    /// `exhaustive` tries every candidate even after one works (for `tincture check`).
+    public static func plan(requested: AttachMode?, facts: KernelFacts, hooks: [HookSpec] = Hooks.all,
+                            exhaustive: Bool = false) -> AttachPlan {
+        Libbpf.captureLogs(verbose: false)
+        var entries: [AttachPlan.Entry] = []
+        for hook in hooks {
+            var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
+            for mode in candidates(requested) {
+                if entry.mode != nil && !exhaustive { break }
+                let failure = trial(hook, mode, facts)
+                entry.attempts.append((mode, failure))
+                if failure == nil && entry.mode == nil { entry.mode = mode }
+            }
+            entries.append(entry)
+        }
+        return AttachPlan(entries: entries)
+    }
+
+    /// nil on success, else one line saying why this mode cannot be used here.
+    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts) -> String? {
+        do {
+            if mode == .kprobe && !facts.kprobes {
+                // Without the kprobe PMU, libbpf falls back to tracefs' kprobe_events.
+                try? Tracefs.ensureMounted()
+            }
+            let object = try BPFObject()
+            defer { object.close() }
+            let programs = hook.programs(for: mode)
+            try object.autoloadOnly(Set(programs))
+            try object.load(what: "BPF object tincture for hook \(hook.name) (\(mode.rawValue))")
+            for program in programs { try object.attach(program: program) }
+            return nil
+        } catch let error as BPFError {
+            return explain(error, mode, facts)
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Adds what the kernel facts say about a failure, so the user can act on it.
+    static func explain(_ error: BPFError, _ mode: AttachMode, _ facts: KernelFacts) -> String {
+        var text = error.description
+        switch (mode, error.code, error.errno) {
+        case (.fentry, .load, EPERM), (.fentry, .load, EACCES):
+            text += "; the kernel refuses fentry programs"
+            if let lockdown = facts.lockdown, lockdown != "none" { text += " (lockdown=\(lockdown))" }
+            else { text += " (kernel lockdown or missing BPF trampoline support)" }
+        case (.kprobe, .attach, _) where !facts.kprobes:
+            text += "; this kernel has no kprobe support (CONFIG_KPROBES unset)"
+        case (_, .load, _) where !facts.btf:
+            text += "; the kernel has no BTF (/sys/kernel/btf/vmlinux), which CO-RE programs need"
+        default:
+            if !error.log.isEmpty, let last = error.log.split(separator: "\n").last {
+                text += "; libbpf: \(last.trimmingCharacters())"
+            }
+        }
+        return text
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String {
+        var s = self
+        while s.first?.isWhitespace == true { s.removeFirst() }
+        while s.last?.isWhitespace == true { s.removeLast() }
+        return String(s)
+    }
+}

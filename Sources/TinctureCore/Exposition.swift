@@ -1,0 +1,128 @@
+/// How the agent is doing, gathered at scrape time from outside the aggregates.
+public struct SelfObservation: Sendable {
+    public struct Probe: Sendable, Equatable {
+        public var hook: String
+        /// nil when the hook could not attach in any allowed mode.
+        public var mode: AttachMode?
+        public init(hook: String, mode: AttachMode?) { self.hook = hook; self.mode = mode }
+    }
+
+    /// Ring-buffer reserve failures summed over CPUs, by event kind.
+    public var lostEvents: [EventKind: UInt64] = [:]
+    /// Kernel-side state the BPF programs could not keep, by reason.
+    public var kernelUntracked: [String: UInt64] = [:]
+    public var subscriberDrops: UInt64 = 0
+    public var subscribers: Int = 0
+    public var probes: [Probe] = []
+    public var version: String = "unknown"
+
+    public init() {}
+}
+
+/// Renders Prometheus text exposition format 0.0.4.
+public struct ExpositionWriter {
+    public private(set) var text = ""
+
+    public init() {}
+
+    public static func render(_ aggregates: Aggregates, _ observation: SelfObservation) -> String {
+        var w = ExpositionWriter()
+        w.histogram(aggregates.connectDuration)
+        w.counter("tincture_events_total", "Events received from the kernel ring buffer, by kind.",
+                  EventKind.allCases.map { (["kind": $0.name], aggregates.eventsReceived[$0] ?? 0) })
+        w.counter("tincture_events_lost_total",
+                  "Events dropped in the kernel because the ring buffer was full, by kind.",
+                  EventKind.allCases.map { (["kind": $0.name], observation.lostEvents[$0] ?? 0) })
+        w.counter("tincture_kernel_untracked_total",
+                  "Kernel-side state the BPF programs could not record, by reason.",
+                  observation.kernelUntracked.sorted { $0.key < $1.key }.map { (["reason": $0.key], $0.value) })
+        w.counter("tincture_decode_errors_total", "Ring-buffer records the agent could not decode, by reason.",
+                  aggregates.decodeErrors.sorted { $0.key < $1.key }.map { (["reason": $0.key], $0.value) })
+        w.counter("tincture_subscriber_dropped_events_total",
+                  "Events not delivered to a live subscriber because it read too slowly.",
+                  [([:], observation.subscriberDrops)])
+        w.gauge("tincture_subscribers", "Live event subscribers connected now.",
+                [([:], Double(observation.subscribers))])
+        w.counter("tincture_series_folded_total",
+                  "Observations folded into label value \"other\" because a family reached its series cap.",
+                  [(["family": aggregates.connectDuration.name], aggregates.connectDuration.folded)])
+        w.gauge("tincture_probe_info", "Attach mode of each hook (1 per hook); mode=\"none\" when it could not attach.",
+                observation.probes.map { (["hook": $0.hook, "mode": $0.mode?.rawValue ?? "none"], 1) })
+        w.gauge("tincture_probe_attached", "1 when the hook is attached, 0 when it failed in every allowed mode.",
+                observation.probes.map { (["hook": $0.hook], $0.mode == nil ? 0 : 1) })
+        w.gauge("tincture_build_info", "Build information.", [(["version": observation.version], 1)])
+        return w.text
+    }
+
+    public mutating func histogram(_ family: HistogramFamily) {
+        header(family.name, family.help, "histogram")
+        let bounds = family.bounds.map(Self.formatDouble) + ["+Inf"]
+        for (labels, h) in family.series.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            let base = zip(family.labelNames, labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
+                .joined(separator: ",")
+            let prefix = base.isEmpty ? "" : base + ","
+            for (bound, cumulative) in zip(bounds, h.cumulative) {
+                text += "\(family.name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)\n"
+            }
+            let braces = base.isEmpty ? "" : "{\(base)}"
+            text += "\(family.name)_sum\(braces) \(Self.formatDouble(h.sum))\n"
+            text += "\(family.name)_count\(braces) \(h.count)\n"
+        }
+    }
+
+    public mutating func counter(_ name: String, _ help: String, _ samples: [([String: String], UInt64)]) {
+        header(name, help, "counter")
+        for (labels, value) in samples { text += "\(name)\(Self.labelText(labels)) \(value)\n" }
+    }
+
+    public mutating func gauge(_ name: String, _ help: String, _ samples: [([String: String], Double)]) {
+        header(name, help, "gauge")
+        for (labels, value) in samples { text += "\(name)\(Self.labelText(labels)) \(Self.formatDouble(value))\n" }
+    }
+
+    private mutating func header(_ name: String, _ help: String, _ type: String) {
+        text += "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) \(type)\n"
+    }
+
+    static func labelText(_ labels: [String: String]) -> String {
+        if labels.isEmpty { return "" }
+        return "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(escapeLabel($0.value))\"" }
+            .joined(separator: ",") + "}"
+    }
+
+    /// Label values escape backslash, double quote and line feed.
+    public static func escapeLabel(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// HELP text escapes backslash and line feed.
+    static func escapeHelp(_ s: String) -> String {
+        s.replacingAll("\\", with: "\\\\").replacingAll("\n", with: "\\n")
+    }
+
+    /// Integers print without a fraction; everything else in Swift's shortest round-trip form.
+    public static func formatDouble(_ v: Double) -> String {
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v.isNaN { return "NaN" }
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for ch in self { if ch == target { out += replacement } else { out.append(ch) } }
+        return out
+    }
+}

@@ -1,0 +1,64 @@
+/// An IPv4 or IPv6 address and port as the kernel stores them (network-order bytes).
+public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    public enum Family: UInt16, Sendable {
+        case inet = 2
+        case inet6 = 10
+    }
+
+    public var family: Family
+    /// 4 bytes for IPv4, 16 for IPv6.
+    public var bytes: [UInt8]
+    public var port: UInt16
+
+    public init(family: Family, bytes: [UInt8], port: UInt16) {
+        self.family = family
+        self.bytes = bytes
+        self.port = port
+    }
+
+    public static func ipv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, port: UInt16) -> SocketAddress {
+        SocketAddress(family: .inet, bytes: [a, b, c, d], port: port)
+    }
+
+    /// Dotted quad, or RFC 5952 text for IPv6 (lower case, longest zero run compressed).
+    public var host: String {
+        switch family {
+        case .inet:
+            return bytes.prefix(4).map(String.init).joined(separator: ".")
+        case .inet6:
+            return Self.ipv6Text(bytes)
+        }
+    }
+
+    /// `1.2.3.4:80` or `[::1]:80`.
+    public var description: String {
+        family == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    static func ipv6Text(_ b: [UInt8]) -> String {
+        guard b.count == 16 else { return "::" }
+        var groups = [UInt16](repeating: 0, count: 8)
+        for i in 0..<8 { groups[i] = UInt16(b[2 * i]) << 8 | UInt16(b[2 * i + 1]) }
+        // IPv4-mapped addresses read best with the IPv4 part dotted.
+        if groups[0..<5].allSatisfy({ $0 == 0 }) && groups[5] == 0xffff {
+            return "::ffff:\(b[12]).\(b[13]).\(b[14]).\(b[15])"
+        }
+        // Find the longest run (length >= 2) of zero groups.
+        var bestStart = -1, bestLen = 0, i = 0
+        while i < 8 {
+            if groups[i] == 0 {
+                var j = i
+                while j < 8 && groups[j] == 0 { j += 1 }
+                if j - i > bestLen { bestStart = i; bestLen = j - i }
+                i = j
+            } else {
+                i += 1
+            }
+        }
+        func hex(_ range: Range<Int>) -> String {
+            groups[range].map { String($0, radix: 16) }.joined(separator: ":")
+        }
+        if bestLen < 2 { return hex(0..<8) }
+        return hex(0..<bestStart) + "::" + hex((bestStart + bestLen)..<8)
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import TinctureAgent
+import TinctureCore
+
+struct TailCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Print live events from the running agent, one line each.",
+        discussion: """
+            Human-readable columns by default (colour on a terminal; NO_COLOR disables it), or one JSON \
+            object per line with --json (fields in the README, "Event JSON"). Filters combine with AND.
+
+            Examples:
+              sudo tincture tail
+              sudo tincture tail --min-duration 500ms --port 5432
+              sudo tincture tail --json --comm python3 | jq .duration_ns
+            """)
+
+    @Option(help: ArgumentHelp("The agent's event socket.", valueName: "path"))
+    var socket: String = AgentConfig.defaultEventsSocket
+
+    @Flag(help: "One JSON object per line instead of columns.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Only events of this process ID.", valueName: "pid"))
+    var pid: UInt32?
+
+    @Option(help: ArgumentHelp("Only events of processes with this command name (exact, as in /proc/PID/comm).",
+                               valueName: "name"))
+    var comm: String?
+
+    @Option(help: ArgumentHelp("Only events whose local or remote port is this.", valueName: "port"))
+    var port: UInt16?
+
+    @Option(help: ArgumentHelp("Only events that took at least this long, e.g. 500ms, 1s, 250us.",
+                               valueName: "duration"))
+    var minDuration: String?
+
+    func validate() throws {
+        if let minDuration, DurationParser.nanoseconds(minDuration) == nil {
+            throw ValidationError("--min-duration '\(minDuration)' is not a duration; use a number with ns, us, ms, s or m (e.g. 250ms, 1.5s)")
+        }
+        if let comm, comm.utf8.count > 15 {
+            throw ValidationError("--comm '\(comm)' is longer than the kernel's 15-byte command names; use the first 15 bytes")
+        }
+    }
+
+    func run() throws {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        let filter = TailFilter(pid: pid, comm: comm, port: port,
+                                minDurationNs: minDuration.flatMap(DurationParser.nanoseconds))
+        let client: EventStreamClient
+        do {
+            client = try EventStreamClient(path: socket)
+        } catch {
+            FileHandle.standardError.write(Data("tincture tail: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let colour = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        let formatter = TailFormatter(colour: colour)
+        let decoder = JSONDecoder()
+
+        while let line = client.nextLine() {
+            let data = Data(line)
+            guard let head = try? decoder.decode(KindOnly.self, from: data) else { continue }
+            switch head.kind {
+            case "hello":
+                if let hello = try? decoder.decode(Hello.self, from: data) {
+                    let hooks = hello.hooks.map { "\($0.hook) via \($0.mode)" }.joined(separator: ", ")
+                    FileHandle.standardError.write(Data("tincture tail: streaming from agent \(hello.version) (pid \(hello.pid); \(hooks))\n".utf8))
+                }
+            case "error":
+                let message = (try? decoder.decode(ErrorLine.self, from: data))?.message ?? "unknown error"
+                FileHandle.standardError.write(Data("tincture tail: the agent refused the stream: \(message)\n".utf8))
+                throw ExitCode(1)
+            case "connect":
+                guard let record = try? decoder.decode(ConnectRecord.self, from: data), filter.matches(record) else { continue }
+                if json {
+                    print(String(decoding: line, as: UTF8.self))
+                } else {
+                    print(formatter.line(record, timeOfDay: Self.timeOfDay(record.tsNs)))
+                }
+            default:
+                continue  // kinds from a newer agent: skip, never fail
+            }
+        }
+        FileHandle.standardError.write(Data("tincture tail: the agent closed the stream (stopped or restarted)\n".utf8))
+    }
+
+    struct KindOnly: Decodable { var kind: String }
+    struct ErrorLine: Decodable { var message: String }
+    struct Hello: Decodable {
+        struct Hook: Decodable { var hook: String; var mode: String }
+        var version: String
+        var pid: Int
+        var hooks: [Hook]
+    }
+
+    /// "14:03:22.481" in local time.
+    static func timeOfDay(_ unixNs: UInt64) -> String {
+        var seconds = time_t(unixNs / 1_000_000_000)
+        var tm = tm()
+        localtime_r(&seconds, &tm)
+        let ms = (unixNs / 1_000_000) % 1000
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)).\(msText)"
+    }
+}
