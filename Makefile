@@ -81,7 +81,7 @@ bpf: deps $(SKEL)
 ## build: release agent at .build/release/tincture (BPF object embedded)
 build: bpf
 	@echo "  SWIFT  $(AGENT)"
-	$(Q)$(SWIFT) build $(RELEASE_FLAGS) $(if $(V),,-q 2>&1 | grep -v '^$$' || true; test $${PIPESTATUS[0]} -eq 0)
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) $(if $(V),,--quiet)
 
 ## run: start the agent in the foreground with built-in defaults (needs root)
 run: build

@@ -40,8 +40,8 @@ static __always_inline void tn_read_endpoints(struct sock *sk, __u16 *family,
 	*sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	*dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (*family == AF_INET6) {
-		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		bpf_core_read(saddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
 	} else {
 		BPF_CORE_READ_INTO((__u32 *)saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)daddr, sk, __sk_common.skc_daddr);
