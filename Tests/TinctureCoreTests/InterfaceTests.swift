@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+@testable import TinctureCore
+
+final class EventJSONTests: XCTestCase {
+    func testExactLineAndRoundTrip() throws {
+        guard case .success(let event) = EventDecoder.decode(Fixtures.connectV4) else { return XCTFail() }
+        let line = EventJSON.encode(event, realtimeOffsetNs: 1_000)
+        XCTAssertEqual(line, #"{"kind":"connect","ts_ns":5001002001000,"start_ns":5000000001000,"pid":4711,"tid":4712,"comm":"python3","cookie":11259375,"family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.1","dport":8080,"duration_ns":1002000000,"result":"ok","errno":0,"syn_retransmits":1,"mode":"tracepoint"}"#)
+        let record = try JSONDecoder().decode(ConnectRecord.self, from: Data(line.utf8))
+        XCTAssertEqual(record.pid, 4711)
+        XCTAssertEqual(record.durationNs, 1_002_000_000)
+        XCTAssertEqual(record.synRetransmits, 1)
+        XCTAssertEqual(record.result, "ok")
+    }
+
+    func testHostileCommStaysValidJSON() throws {
+        guard case .success(.connect(var c)) = EventDecoder.decode(Fixtures.connectV4) else { return XCTFail() }
+        c.comm = "a\"b\\c\n\u{1}\u{7f}é"
+        let line = EventJSON.encode(.connect(c), realtimeOffsetNs: 0)
+        let record = try JSONDecoder().decode(ConnectRecord.self, from: Data(line.utf8))
+        XCTAssertEqual(record.comm, c.comm)
+        XCTAssertTrue(line.contains(#""comm":"a\"b\\c\n\u0001\u007fé""#), line)
+    }
+}
+
+final class TailTests: XCTestCase {
+    func record(duration: UInt64 = 1_002_000_000, syn: UInt32 = 1, result: String = "ok") -> ConnectRecord {
+        ConnectRecord(kind: "connect", tsNs: 0, startNs: nil, pid: 4711, tid: 4711, comm: "python3", cookie: 1,
+                      family: "ipv4", saddr: "127.0.0.1", sport: 40000, daddr: "127.0.0.1", dport: 8080,
+                      durationNs: duration, result: result, errno: 0, synRetransmits: syn, mode: "tracepoint")
+    }
+
+    func testFilters() {
+        let r = record()
+        XCTAssertTrue(TailFilter().matches(r))
+        XCTAssertTrue(TailFilter(pid: 4711, comm: "python3", port: 8080, minDurationNs: 1_000_000_000).matches(r))
+        XCTAssertTrue(TailFilter(port: 40000).matches(r))
+        XCTAssertFalse(TailFilter(pid: 1).matches(r))
+        XCTAssertFalse(TailFilter(comm: "python").matches(r))
+        XCTAssertFalse(TailFilter(port: 80).matches(r))
+        XCTAssertFalse(TailFilter(minDurationNs: 1_002_000_001).matches(r))
+    }
+
+    func testHumanLine() {
+        let line = TailFormatter(colour: false).line(record(), timeOfDay: "14:03:22.481")
+        XCTAssertEqual(line, "14:03:22.481 python3[4711]            connect  127.0.0.1:8080                  1002 ms ok       (1 SYN retransmit)")
+        let coloured = TailFormatter(colour: true).line(record(syn: 0, result: "refused"), timeOfDay: "t")
+        XCTAssertTrue(coloured.contains("\u{1b}[31mrefused \u{1b}[0m"), coloured)
+    }
+
+    func testDurationText() {
+        XCTAssertEqual(TailFormatter.duration(412_000), "412 µs")
+        XCTAssertEqual(TailFormatter.duration(3_460_000), "3.5 ms")
+        XCTAssertEqual(TailFormatter.duration(1_002_400_000), "1002 ms")
+        XCTAssertEqual(TailFormatter.duration(12_340_000_000), "12.3 s")
+    }
+}
+
+final class ParsingTests: XCTestCase {
+    func testDurations() {
+        let cases: [(String, UInt64?)] = [
+            ("250ms", 250_000_000), ("1s", 1_000_000_000), ("1.5s", 1_500_000_000), ("300us", 300_000),
+            ("300µs", 300_000), ("100ns", 100), ("2m", 120_000_000_000), (" 5ms ", 5_000_000),
+            ("", nil), ("ms", nil), ("5", nil), ("-1s", nil), ("1h", nil), ("1.2.3s", nil), ("abc", nil), ("1e3ms", nil),
+        ]
+        for (text, expected) in cases {
+            XCTAssertEqual(DurationParser.nanoseconds(text), expected, text)
+        }
+    }
+
+    func testListenAddresses() {
+        XCTAssertEqual(ListenAddress("127.0.0.1:9477"), ListenAddress(host: "127.0.0.1", port: 9477))
+        XCTAssertEqual(ListenAddress(":9477"), ListenAddress(host: "0.0.0.0", port: 9477))
+        XCTAssertEqual(ListenAddress("[::1]:80"), ListenAddress(host: "::1", port: 80))
+        XCTAssertEqual(ListenAddress("[::1]:80")?.description, "[::1]:80")
+        for bad in ["", "9477", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "::1:80", "[::1]80", "host:port", "1.2.3.4:-1"] {
+            XCTAssertNil(ListenAddress(bad), bad)
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import XCTest
+@testable import TinctureCore
+
+final class HistogramTests: XCTestCase {
+    func testBoundIsInclusiveAndAboveLastGoesToInf() {
+        var h = Histogram(bounds: [0.1, 1, 10])
+        for v in [0.05, 0.1, 0.100001, 1, 10, 11] { h.observe(v) }
+        XCTAssertEqual(h.counts, [2, 2, 1, 1])
+        XCTAssertEqual(h.cumulative, [2, 4, 5, 6])
+        XCTAssertEqual(h.count, 6)
+        XCTAssertEqual(h.sum, 0.05 + 0.1 + 0.100001 + 1 + 10 + 11, accuracy: 1e-12)
+    }
+
+    func testConnectBucketsSeparateSYNRetransmitSteps() {
+        // 0, 1, 2, 3 lost SYNs: ~0 s, ~1 s, ~3 s, ~7 s. Each lands in its own bucket.
+        var h = Histogram(bounds: Buckets.connectSeconds)
+        for v in [0.00005, 1.002, 3.01, 7.02] { h.observe(v) }
+        let b = Buckets.connectSeconds
+        XCTAssertEqual(h.counts[b.firstIndex(of: 0.0001)!], 1)
+        XCTAssertEqual(h.counts[b.firstIndex(of: 1.5)!], 1)
+        XCTAssertEqual(h.counts[b.firstIndex(of: 3.5)!], 1)
+        XCTAssertEqual(h.counts[b.firstIndex(of: 7.5)!], 1)
+    }
+
+    func testSeriesCapFoldsIntoOther() {
+        var f = HistogramFamily(name: "x", help: "h", labelNames: ["comm", "endpoint", "result"],
+                                bounds: [1], seriesCap: 2, foldable: ["comm", "endpoint"])
+        f.observe(["a", "1.1.1.1:1", "ok"], 0.5)
+        f.observe(["b", "1.1.1.1:1", "ok"], 0.5)
+        f.observe(["c", "2.2.2.2:2", "refused"], 0.5)  // third label set: folded
+        f.observe(["a", "1.1.1.1:1", "ok"], 0.5)        // existing: still counted as itself
+        XCTAssertEqual(f.folded, 1)
+        XCTAssertEqual(f.series[["other", "other", "refused"]]?.count, 1)
+        XCTAssertEqual(f.series[["a", "1.1.1.1:1", "ok"]]?.count, 2)
+    }
+}
+
+final class ExpositionTests: XCTestCase {
+    func testExactHistogramText() {
+        var f = HistogramFamily(name: "t_seconds", help: "Test.", labelNames: ["comm", "endpoint"],
+                                bounds: [0.5, 1.5], seriesCap: 10, foldable: [])
+        f.observe(["py\"th\\on\n", "127.0.0.1:80"], 1.25)
+        f.observe(["curl", "[::1]:80"], 0.25)
+        var w = ExpositionWriter()
+        w.histogram(f)
+        XCTAssertEqual(w.text, """
+            # HELP t_seconds Test.
+            # TYPE t_seconds histogram
+            t_seconds_bucket{comm="curl",endpoint="[::1]:80",le="0.5"} 1
+            t_seconds_bucket{comm="curl",endpoint="[::1]:80",le="1.5"} 1
+            t_seconds_bucket{comm="curl",endpoint="[::1]:80",le="+Inf"} 1
+            t_seconds_sum{comm="curl",endpoint="[::1]:80"} 0.25
+            t_seconds_count{comm="curl",endpoint="[::1]:80"} 1
+            t_seconds_bucket{comm="py\\"th\\\\on\\n",endpoint="127.0.0.1:80",le="0.5"} 0
+            t_seconds_bucket{comm="py\\"th\\\\on\\n",endpoint="127.0.0.1:80",le="1.5"} 1
+            t_seconds_bucket{comm="py\\"th\\\\on\\n",endpoint="127.0.0.1:80",le="+Inf"} 1
+            t_seconds_sum{comm="py\\"th\\\\on\\n",endpoint="127.0.0.1:80"} 1.25
+            t_seconds_count{comm="py\\"th\\\\on\\n",endpoint="127.0.0.1:80"} 1
+
+            """)
+    }
+
+    func testFullRenderFromAnEvent() throws {
+        guard case .success(let event) = EventDecoder.decode(Fixtures.connectV4) else { return XCTFail() }
+        var a = Aggregates()
+        a.record(event)
+        a.recordDecodeError(.unknownKind(9))
+        var o = SelfObservation()
+        o.lostEvents = [.connect: 3]
+        o.kernelUntracked = ["pending_connect_map_full": 0]
+        o.subscriberDrops = 5
+        o.subscribers = 1
+        o.probes = [.init(hook: "tcp_connect", mode: .tracepoint), .init(hook: "tcp_other", mode: nil)]
+        o.version = "9.9.9"
+        let text = ExpositionWriter.render(a, o)
+        let expectedTail = """
+            tincture_tcp_connect_duration_seconds_bucket{comm="python3",endpoint="127.0.0.1:8080",result="ok",le="0.5"} 0
+            tincture_tcp_connect_duration_seconds_bucket{comm="python3",endpoint="127.0.0.1:8080",result="ok",le="1.5"} 1
+            """
+        XCTAssertTrue(text.contains(expectedTail), text)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_sum{comm=\"python3\",endpoint=\"127.0.0.1:8080\",result=\"ok\"} 1.002\n"))
+        XCTAssertTrue(text.hasSuffix("""
+            # HELP tincture_events_total Events received from the kernel ring buffer, by kind.
+            # TYPE tincture_events_total counter
+            tincture_events_total{kind="connect"} 1
+            # HELP tincture_events_lost_total Events dropped in the kernel because the ring buffer was full, by kind.
+            # TYPE tincture_events_lost_total counter
+            tincture_events_lost_total{kind="connect"} 3
+            # HELP tincture_kernel_untracked_total Kernel-side state the BPF programs could not record, by reason.
+            # TYPE tincture_kernel_untracked_total counter
+            tincture_kernel_untracked_total{reason="pending_connect_map_full"} 0
+            # HELP tincture_decode_errors_total Ring-buffer records the agent could not decode, by reason.
+            # TYPE tincture_decode_errors_total counter
+            tincture_decode_errors_total{reason="unknown_kind"} 1
+            # HELP tincture_subscriber_dropped_events_total Events not delivered to a live subscriber because it read too slowly.
+            # TYPE tincture_subscriber_dropped_events_total counter
+            tincture_subscriber_dropped_events_total 5
+            # HELP tincture_subscribers Live event subscribers connected now.
+            # TYPE tincture_subscribers gauge
+            tincture_subscribers 1
+            # HELP tincture_series_folded_total Observations folded into label value "other" because a family reached its series cap.
+            # TYPE tincture_series_folded_total counter
+            tincture_series_folded_total{family="tincture_tcp_connect_duration_seconds"} 0
+            # HELP tincture_probe_info Attach mode of each hook (1 per hook); mode="none" when it could not attach.
+            # TYPE tincture_probe_info gauge
+            tincture_probe_info{hook="tcp_connect",mode="tracepoint"} 1
+            tincture_probe_info{hook="tcp_other",mode="none"} 1
+            # HELP tincture_probe_attached 1 when the hook is attached, 0 when it failed in every allowed mode.
+            # TYPE tincture_probe_attached gauge
+            tincture_probe_attached{hook="tcp_connect"} 1
+            tincture_probe_attached{hook="tcp_other"} 0
+            # HELP tincture_build_info Build information.
+            # TYPE tincture_build_info gauge
+            tincture_build_info{version="9.9.9"} 1
+
+            """), text)
+    }
+
+    func testNumbers() {
+        XCTAssertEqual(ExpositionWriter.formatDouble(1), "1")
+        XCTAssertEqual(ExpositionWriter.formatDouble(0.00025), "0.00025")
+        XCTAssertEqual(ExpositionWriter.formatDouble(.infinity), "+Inf")
+        XCTAssertEqual(ExpositionWriter.formatDouble(1.5), "1.5")
+    }
+}
