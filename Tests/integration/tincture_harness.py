@@ -8,13 +8,13 @@ import json
 import os
 import pathlib
 import random
-import select
 import signal
 import socket
 import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -84,14 +84,14 @@ class Netns:
                  "tcp", "flags", "syn", "numgen", "inc", "mod", "2", "==", "0", "drop")
 
     def listener(self, port, host="127.0.0.1"):
-        """A process holding a listening socket (the kernel completes handshakes without accept)."""
+        """A process that accepts connections on `port` and closes them at once."""
         code = (
-            "import socket,sys,time\n"
+            "import socket\n"
             f"s=socket.socket(socket.AF_INET6 if ':' in {host!r} else socket.AF_INET)\n"
             "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
             f"s.bind(({host!r},{port}));s.listen(128)\n"
             "print('ready',flush=True)\n"
-            "time.sleep(600)\n")
+            "while True: s.accept()[0].close()\n")
         proc = subprocess.Popen(self.exec_args(sys.executable, "-c", code),
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
@@ -168,34 +168,42 @@ class Agent:
 
 
 class Tail:
-    """`tincture tail --json` collecting lines in the background."""
+    """`tincture tail --json`, its output drained continuously by a thread (a test
+    that stops reading must not turn into a slow subscriber)."""
 
     def __init__(self, agent, *args):
         self.proc = subprocess.Popen([BIN, "tail", "--socket", agent.socket, "--json", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.buffer = b""
-        self.events = []
-        # The agent greets each subscriber on stderr's behalf: wait for it.
+        self._lock = threading.Lock()
+        self._events = []
+        # The agent greets each subscriber; tail reports it on stderr. Wait for it.
         line = self.proc.stderr.readline().decode()
         assert "streaming from agent" in line, line
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            if line.strip():
+                event = json.loads(line)
+                with self._lock:
+                    self._events.append(event)
+
+    @property
+    def events(self):
+        with self._lock:
+            return list(self._events)
 
     def poll(self, until, timeout=10):
-        """Reads events until `until(events)` is true or the timeout passes."""
+        """Waits until `until(events)` is true or the timeout passes; returns the events."""
         deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
         while not until(self.events) and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                self.buffer += chunk
-                *lines, self.buffer = self.buffer.split(b"\n")
-                self.events += [json.loads(l) for l in lines if l.strip()]
+            time.sleep(0.05)
         return self.events
 
     def close(self):
         stop_process(self.proc)
+        self._reader.join(timeout=5)
 
 
 def parse_metrics(text):

@@ -136,20 +136,25 @@ if ! vng_ok; then
 fi
 VNG="$VNG_BIN/vng"
 
-# 2. The stock kernel, unpacked into .build-vm/kernel/ (never installed as the host's kernel).
+# 2. The stock kernel: its .deb unpacked into .build-vm/ (never installed as the host's kernel),
+#    its modules moved to the host's /lib/modules/<ver>, where the guest (which runs on the host's
+#    filesystem) and vng's initramfs builder find them. Only boot/ stays in .build-vm/kernel/: with
+#    no lib/modules beside the vmlinuz, vng uses /lib/modules rather than a second copy.
 KDIR="$CACHE/kernel"
-if [ -f "$KDIR/READY" ]; then
-    KVER=$(cat "$KDIR/READY")
-else
-    kernel_package() {  # the concrete linux-image-6.1...-amd64 that linux-image-amd64 depends on
-        apt-cache show --no-all-versions linux-image-amd64 2>/dev/null \
-            | sed -n 's/^Depends: //p' | tr ',' '\n' | awk '{print $1}' \
-            | grep -E '^linux-image-[0-9][0-9.]*-[0-9]+-amd64$' | head -n1
-    }
+kernel_ready() {
+    [ -f "$KDIR/READY" ] && KVER=$(cat "$KDIR/READY") && [ -n "$KVER" ] \
+        && [ -f "$KDIR/boot/vmlinuz-$KVER" ] && [ -f "/lib/modules/$KVER/modules.dep" ] \
+        && [ -d "/lib/modules/$KVER/kernel" ]
+}
+kernel_package() {  # the concrete linux-image-6.1...-amd64 (not -cloud-) that linux-image-amd64 depends on
+    apt-cache show --no-all-versions linux-image-amd64 2>/dev/null \
+        | sed -n 's/^Depends: //p' | sed 's/[,|]/\n/g' | awk '{print $1}' \
+        | grep -E '^linux-image-[0-9][0-9.]*-[0-9]+-amd64$' | head -n1
+}
+if ! kernel_ready; then
     KPKG=$(kernel_package || true)
     [ -n "$KPKG" ] || { apt_update; KPKG=$(kernel_package || true); }
     [ -n "$KPKG" ] || die "cannot find the kernel package that linux-image-amd64 depends on"
-    KVER=${KPKG#linux-image-}
     rm -rf "$KDIR" "$CACHE/kernel.tmp"
     mkdir -p "$CACHE/kernel.tmp/deb"
     say "downloading $KPKG"
@@ -157,39 +162,38 @@ else
         # The mirror may have moved on to a newer ABI: refresh the lists and resolve again.
         apt_update
         KPKG=$(kernel_package || true); [ -n "$KPKG" ] || die "cannot find the kernel package after apt-get update"
-        KVER=${KPKG#linux-image-}
+        say "downloading $KPKG"
         (cd "$CACHE/kernel.tmp/deb" && bounded apt-get "${APT_OPTS[@]}" download "$KPKG") >"$CACHE/apt.log" 2>&1 \
             || { tail -n 20 "$CACHE/apt.log" >&2; die "apt-get download $KPKG failed"; }
     fi
+    KVER=${KPKG#linux-image-}
     debs=("$CACHE"/kernel.tmp/deb/"$KPKG"_*.deb)
-    [ -f "${debs[0]}" ] || die "apt-get download left no $KPKG .deb"
+    [ -f "${debs[0]}" ] || die "apt-get download left no $KPKG .deb in $CACHE/kernel.tmp/deb"
     dpkg -x "${debs[0]}" "$CACHE/kernel.tmp/root" || die "dpkg -x ${debs[0]} failed"
-    [ -f "$CACHE/kernel.tmp/root/boot/vmlinuz-$KVER" ] || die "the package has no boot/vmlinuz-$KVER"
-    [ -d "$CACHE/kernel.tmp/root/lib/modules/$KVER" ] || die "the package has no lib/modules/$KVER"
-    mv "$CACHE/kernel.tmp/root" "$KDIR"
-    rm -rf "$CACHE/kernel.tmp"
-fi
-VMLINUZ="$KDIR/boot/vmlinuz-$KVER"
-[ -f "$VMLINUZ" ] || die "$VMLINUZ missing: remove $KDIR and run again"
-# The guest runs on the host's filesystem, so it loads its modules from the host's /lib/modules.
-if [ ! -f "/lib/modules/$KVER/modules.dep" ]; then
-    if [ ! -d "/lib/modules/$KVER" ]; then
+    [ -f "$CACHE/kernel.tmp/root/boot/vmlinuz-$KVER" ] || die "$KPKG has no boot/vmlinuz-$KVER"
+    [ -d "$CACHE/kernel.tmp/root/lib/modules/$KVER/kernel" ] || die "$KPKG has no lib/modules/$KVER"
+    if [ ! -d "/lib/modules/$KVER/kernel" ]; then
         say "installing modules into /lib/modules/$KVER"
         mkdir -p /lib/modules
-        rm -rf "/lib/modules/.$KVER.tmp"
-        cp -a "$KDIR/lib/modules/$KVER" "/lib/modules/.$KVER.tmp"
+        rm -rf "/lib/modules/.$KVER.tmp" "/lib/modules/$KVER"
+        cp -a "$CACHE/kernel.tmp/root/lib/modules/$KVER" "/lib/modules/.$KVER.tmp"
         mv "/lib/modules/.$KVER.tmp" "/lib/modules/$KVER"
     fi
     depmod "$KVER" || die "depmod $KVER failed"
+    mkdir -p "$KDIR"
+    mv "$CACHE/kernel.tmp/root/boot" "$KDIR/boot"
+    rm -rf "$CACHE/kernel.tmp"
+    echo "$KVER" >"$KDIR/READY"
+    kernel_ready || die "kernel setup did not complete"
 fi
-[ -f "$KDIR/READY" ] || echo "$KVER" >"$KDIR/READY"
+VMLINUZ="$KDIR/boot/vmlinuz-$KVER"
 exec 9>&-   # setup done: release the lock
 SETUP_S=$(elapsed "$T0")
 
 # ---------------------------------------------------------------- the run
 RUN=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 chmod 755 "$RUN"
-VNG_PID='' QEMU_PID='' TAIL_PID=''
+VNG_PID='' TAIL_PID=''
 
 qemu_pid() {  # QEMU's PID from its pidfile, only if that process really is ours
     local pid
@@ -199,19 +203,20 @@ qemu_pid() {  # QEMU's PID from its pidfile, only if that process really is ours
         && echo "$pid"
 }
 stop_vm() {
-    local pid i
+    local pid
     if pid=$(qemu_pid); then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     if [ -n "$VNG_PID" ] && kill -0 "$VNG_PID" 2>/dev/null; then
         # vng was started with setsid: its process group holds only what it started.
         kill -TERM -- "-$VNG_PID" 2>/dev/null || kill -TERM "$VNG_PID" 2>/dev/null || true
-        for i in $(seq 30); do kill -0 "$VNG_PID" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 30); do kill -0 "$VNG_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL -- "-$VNG_PID" 2>/dev/null || true
     fi
 }
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -237,12 +242,18 @@ trap 'say "terminated"; exit 143' TERM
 mkdir "$RUN/results"
 
 # The guest side: prepare the guest, run COMMAND, record output and exit status in $RUN.
+# (virtme-ng cannot relay the guest's stdout here: the stock kernel has virtio_console as a
+# module that vng's initramfs does not load, so vng falls back to the serial console.)
 {
     printf '#!/bin/bash\n# generated by %s on the host; runs inside the guest\n' "$PROG"
-    printf 'run=%q\ncwd=%q\n' "$RUN" "$PWD"
+    printf 'run=%q\ncwd=%q\nkboot=%q\n' "$RUN" "$PWD" "$KDIR/boot"
     printf 'cmd=('; printf '%q ' "$@"; printf ')\n'
     cat <<'GUEST'
-exec >>"$run/output.log" 2>&1 </dev/null
+exec </dev/null
+# Output goes through a pipe to cat: the --rwdir is 9p mounted sync, where every write costs
+# about a millisecond, and cat coalesces a chatty program's many small writes.
+exec > >(exec cat >>"$run/output.log") 2>&1
+relay=$!
 : >"$run/started"
 . "$run/env.sh"
 note() { printf '[vm] %s\n' "$*"; }
@@ -252,8 +263,14 @@ ip link set lo up || note "warning: cannot bring lo up"
 if ! { t=$(mktemp /tmp/.vmcheck.XXXXXX) && rm -f "$t"; } 2>/dev/null; then
     mount -t tmpfs -o mode=1777 tmpfs /tmp || note "warning: /tmp is not writable"
 fi
+# The guest sees the host's /boot: show it the guest kernel's config (bpftool, libbpf Kconfig externs).
+kver=$(uname -r)
+if [ ! -e "/boot/config-$kver" ] && [ -f "$kboot/config-$kver" ]; then
+    mount -t tmpfs -o mode=755 tmpfs /boot && cp "$kboot/config-$kver" "$kboot/System.map-$kver" /boot/ \
+        || note "warning: cannot provide /boot/config-$kver"
+fi
 yn() { if [ -e "$1" ]; then echo yes; else echo no; fi; }
-note "uname -r: $(uname -r)"
+note "uname -r: $kver"
 note "kprobe PMU /sys/bus/event_source/devices/kprobe: $(yn /sys/bus/event_source/devices/kprobe)"
 note "BTF /sys/kernel/btf/vmlinux: $(yn /sys/kernel/btf/vmlinux)"
 if cd "$cwd"; then
@@ -263,6 +280,9 @@ if cd "$cwd"; then
 else
     rc=125
 fi
+# Let the relay drain; bounded, since a stray background process of COMMAND may hold the pipe.
+exec >/dev/null 2>&1
+for _ in $(seq 30); do kill -0 "$relay" 2>/dev/null || break; sleep 0.1; done
 echo "$rc" >"$run/exit-code.tmp" && mv "$run/exit-code.tmp" "$run/exit-code"
 sync
 GUEST
@@ -310,6 +330,7 @@ if [ -s "$RUN/exit-code" ] && rc=$(tr -dc 0-9 <"$RUN/exit-code") && [ -n "$rc" ]
     say "guest command exited $rc ($timing)"
     exit "$rc"
 fi
+KEEP=1   # the VM failed: keep its console log for a look
 if [ "$VERBOSE" = 0 ]; then
     say "---- last lines of the VM console log ($RUN/console.log) ----"
     tail -n 60 "$RUN/console.log" >&2
