@@ -1,6 +1,7 @@
 """The built binary as a user runs it: defaults, curl, promtool, tail, signals,
 bad input of every kind."""
 import os
+import pathlib
 import shutil
 import socket
 import stat
@@ -221,3 +222,20 @@ def test_malformed_and_stalled_http_clients(tmp_path):
         assert a.get("/metrics")[0] == 200
         assert time.monotonic() - started < 1, "a stalled client must not delay scrapes"
         stalled.close()
+
+
+def test_systemd_unit_verifies_and_install_places_files(tmp_path):
+    unit = (pathlib.Path(__file__).resolve().parents[2] / "systemd/tincture.service").read_text()
+    assert "ExecStart=/usr/local/bin/tincture agent" in unit
+    local = tmp_path / "tincture.service"
+    local.write_text(unit.replace("/usr/local/bin/tincture", BIN))
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
+        assert r.returncode == 0 and "tincture.service" not in r.stderr, r.stderr
+    root = pathlib.Path(__file__).resolve().parents[2]
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-C", str(root), "install", f"DESTDIR={dest}"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.access(dest / "usr/local/bin/tincture", os.X_OK)
+    assert (dest / "etc/systemd/system/tincture.service").read_text() == unit
