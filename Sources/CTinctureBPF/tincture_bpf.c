@@ -1,4 +1,9 @@
+#include <errno.h>
+#include <linux/capability.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include <bpf/libbpf.h>
@@ -44,4 +49,20 @@ size_t tn_libbpf_log_take(char *buf, size_t cap)
 	buf[n] = '\0';
 	tn_log_len = 0;
 	return n;
+}
+
+int tn_drop_all_capabilities(void)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	int cap;
+
+	/* The bounding set needs CAP_SETPCAP; under a hardened unit it is already small. */
+	for (cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL && errno != EPERM)
+			return -errno;
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &header, data) != 0)
+		return -errno;
+	return 0;
 }

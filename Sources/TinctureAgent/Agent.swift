@@ -30,6 +30,7 @@ public final class Agent: @unchecked Sendable {
     private var probes: LoadedProbes?
     private var stream: EventStream?
     private let readerAlive = Atomic<Bool>(false)
+    private let readerFailed = Atomic<Bool>(false)
 
     public init(config: AgentConfig) {
         self.config = config
@@ -85,9 +86,23 @@ public final class Agent: @unchecked Sendable {
             self.stream = stream
             let reader = try probes.makeReader { [self] bytes in consume(bytes) }
 
+            // Everything privileged is done: probes attached, sockets bound.
+            do {
+                try Capabilities.dropAll()
+            } catch {
+                Log.warning("could not drop capabilities: \(error); continuing with them")
+            }
+
             readerAlive.store(true, ordering: .relaxed)
             let readerThread = OSThread(name: "tn-ringbuf") { [self] in
-                do { try reader.run() } catch { Log.error("ring buffer reader stopped: \(error)") }
+                do {
+                    try reader.run()
+                } catch {
+                    // Without the reader the agent is blind: stop, and exit non-zero so systemd restarts it.
+                    Log.error("ring buffer reader stopped: \(error)")
+                    readerFailed.store(true, ordering: .relaxed)
+                    kill(getpid(), SIGTERM)
+                }
                 readerAlive.store(false, ordering: .relaxed)
             }
             server.start()
@@ -97,13 +112,15 @@ public final class Agent: @unchecked Sendable {
 
             var received: Int32 = 0
             sigwait(&signals, &received)
-            Log.info("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"), detaching")
+            if !readerFailed.load(ordering: .relaxed) {
+                Log.info("received \(received == SIGTERM ? "SIGTERM" : "SIGINT"), detaching")
+            }
             reader.stop()
             readerThread.join()
             stream.stop()
             server.stop()
             probes.detach()
-            return 0
+            return readerFailed.load(ordering: .relaxed) ? 1 : 0
         } catch let error as SocketError {
             Log.error("\(error)")
             probes?.detach()

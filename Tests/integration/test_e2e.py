@@ -239,3 +239,17 @@ def test_systemd_unit_verifies_and_install_places_files(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.access(dest / "usr/local/bin/tincture", os.X_OK)
     assert (dest / "etc/systemd/system/tincture.service").read_text() == unit
+
+
+def test_agent_drops_all_capabilities_once_attached():
+    require_root()
+    with Agent() as a:
+        with open(f"/proc/{a.proc.pid}/status") as f:
+            caps = dict(line.split(":\t", 1) for line in f.read().splitlines() if line.startswith("Cap"))
+        assert int(caps["CapEff"], 16) == 0 and int(caps["CapPrm"], 16) == 0, caps
+        # Still fully working without them: counters, scrape, stream, clean exit.
+        assert "tincture_events_lost_total" in a.metrics()
+        t = Tail(a)
+        t.close()
+        a.proc.terminate()
+        assert a.proc.wait(timeout=5) == 0

@@ -63,10 +63,10 @@ while [ $# -gt 0 ]; do
         --verbose) VERBOSE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
-        *) usage; die "unexpected argument '$1' (the command goes after --)" ;;
+        *) die "unexpected argument '$1': usage: $0 [--timeout SECS] [options] -- COMMAND [ARG...] (see --help)" ;;
     esac
 done
-[ $# -gt 0 ] || { usage; die "no command given"; }
+[ $# -gt 0 ] || die "no command given: usage: $0 [--timeout SECS] [options] -- COMMAND [ARG...] (see --help)"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive integer number of seconds, got '$TIMEOUT'"
 [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "--cpus must be a positive integer, got '$CPUS'"
 [[ "$MEMORY" =~ ^[1-9][0-9]*[MG]?$ ]] || die "--memory must look like 2G or 1536M, got '$MEMORY'"
@@ -236,6 +236,10 @@ trap 'say "terminated"; exit 143' TERM
             TINCTURE_*|PYTEST_*|CI|PATH|HOME|LANG|LC_*|PYENV_*) printf 'export %s=%q\n' "$name" "${!name}" ;;
         esac
     done < <(compgen -e)
+    # The interpreter that python3 names here goes first: pyenv's shims are bash scripts that
+    # cost seconds per start under TCG and 9p.
+    # shellcheck disable=SC2016  # $PATH expands in the guest
+    printf 'export PATH=%q:"$PATH"\n' "$(dirname "$PYEXE")"
     printf 'export TINCTURE_IN_VM=1\n'
     printf 'export TINCTURE_VM_RESULTS=%q\n' "$RUN/results"
 } >"$RUN/env.sh"

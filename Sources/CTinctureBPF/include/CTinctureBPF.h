@@ -19,4 +19,10 @@ void tn_libbpf_log_capture(int verbose);
 /* Copy the captured log into buf (NUL-terminated), clear it, return its length. */
 size_t tn_libbpf_log_take(char *buf, size_t cap);
 
+/*
+ * Drop every capability (effective, permitted, inheritable, and the bounding set
+ * where allowed). Returns 0 or -errno.
+ */
+int tn_drop_all_capabilities(void);
+
 #endif
