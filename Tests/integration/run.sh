@@ -11,4 +11,4 @@ if [ "$(id -u)" != 0 ] && [ "${CI:-}" = true ]; then
     echo "integration tests must run as root on CI" >&2
     exit 1
 fi
-exec python3 -m pytest -v -p no:cacheprovider Tests/integration "$@"
+exec python3 -m pytest -v -s -p no:cacheprovider Tests/integration "$@"

@@ -144,3 +144,15 @@ def test_tail_filters(agent):
         assert not event_for(events, fast) and not event_for(events, other)
     finally:
         filtered.close()
+
+
+def test_check_finds_the_expected_mode_working():
+    """`tincture check` on this kernel: the mode under test loads, attaches and is reported as working."""
+    require_root()
+    if not EXPECT_MODE:
+        pytest.skip("only meaningful where a mode is expected (the stock-kernel VM)")
+    import subprocess
+    from tincture_harness import BIN
+    r = subprocess.run([BIN, "check", "--attach", EXPECT_MODE], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"tcp_connect: {EXPECT_MODE}" in r.stdout and "every hook can attach" in r.stdout, r.stdout

@@ -255,7 +255,7 @@ mkdir "$RUN/results"
     cat <<'GUEST'
 exec </dev/null
 # Output goes through a pipe to cat: the --rwdir is 9p mounted sync, where every write costs
-# about a millisecond, and cat coalesces a chatty program's many small writes.
+# about half a millisecond, and cat coalesces a chatty program's many small writes.
 exec > >(exec cat >>"$run/output.log") 2>&1
 relay=$!
 : >"$run/started"
