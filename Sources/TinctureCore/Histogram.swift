@@ -31,11 +31,12 @@ public struct Histogram: Equatable, Sendable {
 
 public enum Buckets {
     /// Connect latency bounds. Below 0.5 s they follow loopback-to-WAN round trips;
-    /// above, each bound sits between two SYN retransmit steps (initial RTO 1 s, doubling:
-    /// a connect that paid n retransmits takes 1, 3, 7, 15, 31, 63 s), so the bucket a
-    /// slow connect lands in says how many SYNs were lost.
+    /// above, each bound sits between two SYN retransmit steps, so the bucket a slow
+    /// connect lands in says how many SYNs were lost. The initial SYN timeout is 1 s;
+    /// it doubles (lost SYNs → 1, 3, 7, 15, 31, 63 s), except that Linux 6.x first
+    /// retries linearly (`net.ipv4.tcp_syn_linear_timeouts`, default 4: 1, 2, 3, 4 s).
     public static let connectSeconds: [Double] = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-        1.5, 3.5, 7.5, 15.5, 31.5, 63.5,
+        1.5, 2.5, 3.5, 4.5, 7.5, 15.5, 31.5, 63.5,
     ]
 }

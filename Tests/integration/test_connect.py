@@ -47,6 +47,8 @@ def test_slow_connect_pays_one_syn_retransmit(agent, tail):
             reports = [ns.connect("127.0.0.1", SLOW_PORT, comm) for _ in range(2)]
         finally:
             stop_process(server)
+        kernel_syn_retrans = ns.netstat("TcpExt", "TCPSynRetrans")
+    assert kernel_syn_retrans == 2, "the namespace's own counter: one lost SYN per connect"
     for r in reports:
         assert r["result"] == "ok"
         assert 0.9e9 < r["elapsed_ns"] < 1.6e9, f"nftables did not slow the connect: {r}"
@@ -98,6 +100,40 @@ def test_refused_connect(agent, tail):
     labels = dict(comm=comm, endpoint="127.0.0.1:8081", result="refused")
     assert sample(metrics, "tincture_tcp_connect_duration_seconds_count", **labels) == 1
     assert sample(metrics, "tincture_tcp_connect_duration_seconds_bucket", le="0.5", **labels) == 1
+
+
+def test_timed_out_connect(agent, tail):
+    """Every SYN dropped, one retry allowed: connect() gives up with ETIMEDOUT after ~3 s."""
+    comm = unique("tn-tout-")
+    port = 8084
+    with Netns() as ns:
+        run_in(ns, "sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")
+        ns.nft("add", "table", "inet", "tincture_test")
+        ns.nft("add", "chain", "inet", "tincture_test", "in",
+               "{ type filter hook input priority 0; policy accept; }")
+        ns.nft("add", "rule", "inet", "tincture_test", "in", "tcp", "dport", str(port),
+               "tcp", "flags", "syn", "drop")
+        r = ns.connect("127.0.0.1", port, comm)
+        kernel_syn_retrans = ns.netstat("TcpExt", "TCPSynRetrans")
+    assert r["result"] == "ETIMEDOUT", r
+    events = tail.poll(lambda evs: event_for(evs, r))
+    hits = event_for(events, r)
+    assert len(hits) == 1, hits
+    e = hits[0]
+    assert e["result"] == "timeout" and e["errno"] == 110
+    print(f"timeout: client {r['elapsed_ns'] / 1e6:.0f} ms, agent {e['duration_ns'] / 1e6:.0f} ms, "
+          f"syn_retransmits {e['syn_retransmits']}, kernel TCPSynRetrans {kernel_syn_retrans}")
+    # 1 retry is 1 retransmit with exponential SYN timeouts, 2 under Linux 6.x's linear ones.
+    assert e["syn_retransmits"] == kernel_syn_retrans >= 1
+    assert abs(e["duration_ns"] - r["elapsed_ns"]) <= 0.05 * r["elapsed_ns"], (e, r)
+    metrics = parse_metrics(agent.metrics())
+    assert sample(metrics, "tincture_tcp_connect_duration_seconds_bucket", le="3.5",
+                  comm=comm, endpoint=f"127.0.0.1:{port}", result="timeout") == 1
+
+
+def run_in(ns, *cmd):
+    import subprocess
+    subprocess.run(ns.exec_args(*cmd), check=True)
 
 
 def test_ipv6_slow_connect(agent, tail):

@@ -83,6 +83,17 @@ class Netns:
         self.nft("add", "rule", "inet", "tincture_test", "in", "tcp", "dport", str(port),
                  "tcp", "flags", "syn", "numgen", "inc", "mod", "2", "==", "0", "drop")
 
+    def netstat(self, group, field):
+        """A counter from the namespace's own /proc/net/netstat or /proc/net/snmp (kernel ground truth)."""
+        for path in ("/proc/net/netstat", "/proc/net/snmp"):
+            lines = run("ip", "netns", "exec", self.name, "cat", path).stdout.splitlines()
+            for names, values in zip(lines[::2], lines[1::2]):
+                if names.startswith(group + ":"):
+                    table = dict(zip(names.split()[1:], values.split()[1:]))
+                    if field in table:
+                        return int(table[field])
+        raise KeyError(f"{group}:{field}")
+
     def listener(self, port, host="127.0.0.1"):
         """A process that accepts connections on `port` and closes them at once."""
         code = (
