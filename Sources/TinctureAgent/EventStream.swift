@@ -7,8 +7,8 @@ import TinctureCore
 /// dead `tincture tail` loses its own oldest events (counted) and never slows the
 /// reader.
 final class EventStream: @unchecked Sendable {
-    // @unchecked: `subscribers` and `departedDrops` live inside a Mutex; `listener`
-    // and `path` are set once in init.
+    // @unchecked: `subscribers` and `departedDrops` live inside a Mutex; the rest is
+    // set once in init.
     final class Subscriber: @unchecked Sendable {
         // @unchecked: `fd` is only written to by the writer thread; the queue locks itself.
         let fd: Int32
@@ -22,23 +22,21 @@ final class EventStream: @unchecked Sendable {
     static let maxSubscribers = 16
 
     let path: String
-    private let listener: Int32
+    private let listener: Listener
     private let queueCapacity: Int
     private let hello: () -> String
     private let state = Mutex<(subscribers: [ObjectIdentifier: Subscriber], departedDrops: UInt64)>(([:], 0))
-    private let stopping = Atomic<Bool>(false)
     private let subscriberCount = Atomic<Int>(0)
-    private var acceptThread: OSThread?
 
     init(path: String, queueCapacity: Int, hello: @escaping () -> String) throws {
         self.path = path
         self.queueCapacity = queueCapacity
         self.hello = hello
-        listener = try Sockets.listenUnix(path)
+        listener = Listener(fd: try Sockets.listenUnix(path))
     }
 
     func start() {
-        acceptThread = OSThread(name: "tn-events") { [self] in acceptLoop() }
+        listener.start(name: "tn-events") { [self] fd in admit(fd) }
     }
 
     /// Cheap check for the reader: skip JSON encoding when nobody listens.
@@ -58,10 +56,7 @@ final class EventStream: @unchecked Sendable {
     }
 
     func stop() {
-        stopping.store(true, ordering: .relaxed)
-        shutdown(listener, Int32(SHUT_RDWR))
-        acceptThread?.join()
-        close(listener)
+        listener.stop()
         unlink(path)
         state.withLock { s in
             for sub in s.subscribers.values {
@@ -71,28 +66,20 @@ final class EventStream: @unchecked Sendable {
         }
     }
 
-    private func acceptLoop() {
-        while !stopping.load(ordering: .relaxed) {
-            let fd = Sockets.accept(listener)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if stopping.load(ordering: .relaxed) { return }
-                usleep(50_000)
-                continue
-            }
-            if state.withLock({ $0.subscribers.count }) >= Self.maxSubscribers {
-                _ = Sockets.writeAll(fd, "{\"kind\":\"error\",\"message\":\"too many subscribers (\(Self.maxSubscribers))\"}\n")
-                close(fd)
-                continue
-            }
-            let sub = Subscriber(fd: fd, capacity: queueCapacity)
-            sub.queue.push(hello())
-            state.withLock { $0.subscribers[ObjectIdentifier(sub)] = sub }
-            subscriberCount.add(1, ordering: .relaxed)
-            OSThread(name: "tn-sub-writer") { [self] in
-                write(to: sub)
-            }.detach()
+    /// A new subscriber: greeted, queued, given its writer thread; refused past the limit.
+    private func admit(_ fd: Int32) {
+        if state.withLock({ $0.subscribers.count }) >= Self.maxSubscribers {
+            _ = Sockets.writeAll(fd, "{\"kind\":\"error\",\"message\":\"too many subscribers (\(Self.maxSubscribers))\"}\n")
+            close(fd)
+            return
         }
+        let sub = Subscriber(fd: fd, capacity: queueCapacity)
+        sub.queue.push(hello())
+        state.withLock { $0.subscribers[ObjectIdentifier(sub)] = sub }
+        subscriberCount.add(1, ordering: .relaxed)
+        OSThread(name: "tn-sub-writer") { [self] in
+            write(to: sub)
+        }.detach()
     }
 
     private func write(to sub: Subscriber) {

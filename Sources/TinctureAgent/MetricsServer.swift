@@ -7,7 +7,7 @@ import TinctureCore
 /// read and write bounded by a timeout, `Connection: close` on every response, so
 /// a slow or dead client costs one thread for a few seconds and nothing more.
 final class MetricsServer: @unchecked Sendable {
-    // @unchecked: `listener` is set once in init; the counters are atomic.
+    // @unchecked: `listener` is set once in init; the counter is atomic.
     struct Response {
         var status: Int
         var contentType: String
@@ -19,46 +19,25 @@ final class MetricsServer: @unchecked Sendable {
     static let ioTimeoutSeconds = 5
 
     let address: ListenAddress
-    let listener: Int32
+    private let listener: Listener
     private let active = Atomic<Int>(0)
-    private let stopping = Atomic<Bool>(false)
     private let route: (_ path: String) -> Response
-    private var acceptThread: OSThread?
 
     init(address: ListenAddress, route: @escaping (_ path: String) -> Response) throws {
         self.address = address
         self.route = route
-        listener = try Sockets.listenTCP(address)
+        listener = Listener(fd: try Sockets.listenTCP(address))
     }
 
-    var boundPort: UInt16 { Sockets.boundPort(listener) }
+    var boundPort: UInt16 { Sockets.boundPort(listener.fd) }
 
     func start() {
-        acceptThread = OSThread(name: "tn-http") { [self] in acceptLoop() }
-    }
-
-    func stop() {
-        stopping.store(true, ordering: .relaxed)
-        shutdown(listener, Int32(SHUT_RDWR))
-        acceptThread?.join()
-        close(listener)
-    }
-
-    private func acceptLoop() {
-        while !stopping.load(ordering: .relaxed) {
-            let fd = Sockets.accept(listener)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if stopping.load(ordering: .relaxed) { return }
-                // EMFILE and friends: back off instead of spinning.
-                usleep(50_000)
-                continue
-            }
+        listener.start(name: "tn-http") { [self] fd in
             if active.load(ordering: .relaxed) >= Self.maxConnections {
                 _ = Sockets.writeAll(fd, Self.render(Response(status: 503, contentType: "text/plain; charset=utf-8",
                                                               body: "too many connections\n"), head: false))
                 close(fd)
-                continue
+                return
             }
             active.add(1, ordering: .relaxed)
             OSThread(name: "tn-http-conn") { [self] in
@@ -68,6 +47,8 @@ final class MetricsServer: @unchecked Sendable {
             }.detach()
         }
     }
+
+    func stop() { listener.stop() }
 
     private func serve(_ fd: Int32) {
         Sockets.setTimeouts(fd, seconds: Self.ioTimeoutSeconds)

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import TinctureCore
 
 /// A socket-level failure, naming the address and the call that failed.
@@ -25,24 +26,16 @@ enum Sockets {
             var sa = sockaddr_in6()
             sa.sin6_family = sa_family_t(AF_INET6)
             sa.sin6_port = address.port.bigEndian
-            guard inet_pton(AF_INET6, address.host, &sa.sin6_addr) == 1 else {
-                close(fd)
-                throw SocketError(operation: "parsing IPv6 address", address: address.host, errno: EINVAL)
-            }
-            rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
+            rc = inet_pton(AF_INET6, address.host, &sa.sin6_addr) == 1 ? bindTo(fd, &sa) : -2
         } else {
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = address.port.bigEndian
-            guard inet_pton(AF_INET, address.host, &sa.sin_addr) == 1 else {
-                close(fd)
-                throw SocketError(operation: "parsing IPv4 address", address: address.host, errno: EINVAL)
-            }
-            rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            rc = inet_pton(AF_INET, address.host, &sa.sin_addr) == 1 ? bindTo(fd, &sa) : -2
+        }
+        if rc == -2 {
+            close(fd)
+            throw SocketError(operation: "parsing \(v6 ? "IPv6" : "IPv4") address", address: address.host, errno: EINVAL)
         }
         if rc != 0 {
             let e = errno
@@ -76,9 +69,7 @@ enum Sockets {
         var sa = try unixAddress(path)
         // Create the socket file with no group/other bits at all, then pin 0600.
         let oldMask = umask(0o177)
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let rc = bindTo(fd, &sa)
         let bindErrno = errno
         umask(oldMask)
         guard rc == 0 else {
@@ -92,6 +83,13 @@ enum Sockets {
             throw SocketError(operation: "listening on", address: path, errno: e)
         }
         return fd
+    }
+
+    /// bind(2) for any sockaddr_* value.
+    static func bindTo<Address>(_ fd: Int32, _ address: inout Address) -> Int32 {
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+        }
     }
 
     static func connectUnix(_ path: String) throws -> Int32 {
@@ -164,5 +162,41 @@ enum Sockets {
     static func writeAll(_ fd: Int32, _ text: String) -> Bool {
         var text = text
         return text.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// A listening socket served by one accept thread until `stop()`.
+final class Listener: @unchecked Sendable {
+    // @unchecked: `thread` is set once by start() before any other thread runs;
+    // the stop flag is atomic.
+    let fd: Int32
+    private let stopping = Atomic<Bool>(false)
+    private var thread: OSThread?
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// Accepts connections on a new thread and hands each to `handle` there.
+    func start(name: String, _ handle: @escaping (Int32) -> Void) {
+        thread = OSThread(name: name) { [self] in
+            while !stopping.load(ordering: .relaxed) {
+                let connection = Sockets.accept(fd)
+                if connection >= 0 {
+                    handle(connection)
+                    continue
+                }
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if stopping.load(ordering: .relaxed) { return }
+                // EMFILE and friends: back off instead of spinning.
+                usleep(50_000)
+            }
+        }
+    }
+
+    /// Wakes the accept thread, waits for it, closes the socket.
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        shutdown(fd, Int32(SHUT_RDWR))
+        thread?.join()
+        close(fd)
     }
 }
