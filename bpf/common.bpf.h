@@ -1,16 +1,31 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Kernel-only helpers shared by every hook family. Nothing user-side includes this. */
+/*
+ * Kernel-only helpers and the maps every hook family shares. Nothing user-side
+ * includes this. Shared globals are __weak: each family's object defines them
+ * and `bpftool gen object` keeps one.
+ */
 #ifndef TINCTURE_COMMON_BPF_H
 #define TINCTURE_COMMON_BPF_H
 
 #define AF_INET 2
 #define AF_INET6 10
 
-/* The one ring buffer every family writes to; the agent sizes it before load. */
+/* Kernel TCP states (include/net/tcp_states.h) */
+enum {
+	TN_TCP_ESTABLISHED = 1,
+	TN_TCP_SYN_SENT = 2,
+	TN_TCP_SYN_RECV = 3,
+	TN_TCP_CLOSE = 7,
+	TN_TCP_LISTEN = 10,
+};
+
+const volatile struct tn_config tn_cfg __weak = {};
+
+/* The one ring buffer every family writes to. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
-} tn_events SEC(".maps");
+} tn_events SEC(".maps") __weak;
 
 /* Loss and state counters, per CPU so the hot path never contends. */
 struct {
@@ -18,7 +33,30 @@ struct {
 	__uint(max_entries, TN_COUNTER_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} tn_counters SEC(".maps");
+} tn_counters SEC(".maps") __weak;
+
+/*
+ * Who owns a socket, recorded in process context (connect, listen, send) so
+ * that events firing in softirq name the right process. Also carries the
+ * state of a connect in flight. Entries go when the socket moves to CLOSE;
+ * LRU bounds what a missed close could leak.
+ */
+struct tn_owner {
+	__u64 connect_start_ns;  /* 0 unless a connect is in flight */
+	__u32 pid;
+	__u32 tid;
+	__u32 syn_retransmits;   /* counted by the retransmit hook while connecting */
+	__u8 client;             /* 1: this end called connect() */
+	__u8 reserved[3];
+	char comm[TN_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);      /* struct sock * */
+	__type(value, struct tn_owner);
+} tn_owners SEC(".maps") __weak;
 
 static __always_inline void tn_count(__u32 slot)
 {
@@ -29,16 +67,48 @@ static __always_inline void tn_count(__u32 slot)
 		__sync_fetch_and_add(v, 1);
 }
 
-/* Copy the socket's addresses and ports into an event, for either family. */
-static __always_inline void tn_read_endpoints(struct sock *sk, __u16 *family,
-					       __u8 *saddr, __u8 *daddr,
-					       __u16 *sport, __u16 *dport)
+/* Record the current task as the socket's owner, keeping any connect state. */
+static __always_inline void tn_own_socket(struct sock *sk, __u8 client)
+{
+	__u64 key = (__u64)sk;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tn_owner *o, fresh = {};
+
+	o = bpf_map_lookup_elem(&tn_owners, &key);
+	if (o) {
+		/* the common case on a hot send path: same owner, nothing to write */
+		if (o->tid == (__u32)id)
+			return;
+		o->pid = id >> 32;
+		o->tid = (__u32)id;
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
+		return;
+	}
+	fresh.pid = id >> 32;
+	fresh.tid = (__u32)id;
+	fresh.client = client;
+	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	if (bpf_map_update_elem(&tn_owners, &key, &fresh, BPF_NOEXIST) && !bpf_map_lookup_elem(&tn_owners, &key))
+		tn_count(TN_CTR_OWNER_MAP_FULL);
+}
+
+/*
+ * Copy addresses and ports into an event, for either family. A full socket's
+ * local port comes from inet_sport: moving to CLOSE releases the port and
+ * zeroes skc_num before the state-change tracepoint fires. A request socket
+ * (SYN-ACK retransmit) has no inet_sock part: its skc_num is the local port.
+ */
+static __always_inline void tn_read_endpoints(struct sock *sk, bool request_sock, __u16 *family,
+					       __u8 *saddr, __u8 *daddr, __u16 *sport, __u16 *dport)
 {
 	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	/* inet_sport, not skc_num: moving to CLOSE releases the port and zeroes skc_num
-	 * before the state-change tracepoint fires, but keeps inet_sport */
-	*sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	if (request_sock)
+		*sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	else
+		*sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	*dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(saddr, 0, TN_ADDR_LEN);
+	__builtin_memset(daddr, 0, TN_ADDR_LEN);
 	if (*family == AF_INET6) {
 		bpf_core_read(saddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
@@ -46,6 +116,12 @@ static __always_inline void tn_read_endpoints(struct sock *sk, __u16 *family,
 		BPF_CORE_READ_INTO((__u32 *)saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)daddr, sk, __sk_common.skc_daddr);
 	}
+}
+
+/* The cookie as stored; kprobe and classic tracepoint programs cannot call the helper. */
+static __always_inline __u64 tn_stored_cookie(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
 #endif /* TINCTURE_COMMON_BPF_H */

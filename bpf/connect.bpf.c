@@ -17,56 +17,30 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Owner and start time of a connect in flight, keyed by socket address. */
-struct pending_connect {
-	__u64 start_ns;
-	__u32 pid;
-	__u32 tid;
-	char comm[TN_COMM_LEN];
-};
-
-/*
- * LRU: a connect that fails before SYN_SENT (no route, no local port) never
- * reaches the end hook in fentry/kprobe mode; its entry ages out instead of
- * filling the map.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct pending_connect);
-} tn_pending_connects SEC(".maps");
-
-enum {
-	TCP_ESTABLISHED_ = 1,
-	TCP_SYN_SENT_ = 2,
-	TCP_CLOSE_ = 7,
-};
-
 static __always_inline void connect_start(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pending_connect p = {};
+	struct tn_owner o = {};
 
 	/* process context: `current` is the caller of connect() */
-	p.start_ns = bpf_ktime_get_ns();
-	p.pid = id >> 32;
-	p.tid = (__u32)id;
-	bpf_get_current_comm(p.comm, sizeof(p.comm));
-	if (bpf_map_update_elem(&tn_pending_connects, &key, &p, BPF_ANY))
-		tn_count(TN_CTR_PENDING_CONNECT_FULL);
+	o.connect_start_ns = bpf_ktime_get_ns();
+	o.pid = id >> 32;
+	o.tid = (__u32)id;
+	o.client = 1;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	if (bpf_map_update_elem(&tn_owners, &key, &o, BPF_ANY))
+		tn_count(TN_CTR_OWNER_MAP_FULL);
 }
 
-static __always_inline void connect_end(struct sock *sk, int newstate,
-					__u64 cookie, __u8 mode)
+static __always_inline void connect_end(struct sock *sk, int newstate, __u64 cookie, __u8 mode)
 {
 	__u64 key = (__u64)sk;
-	struct pending_connect *p;
+	struct tn_owner *o;
 	struct tn_connect_event *e;
 
-	p = bpf_map_lookup_elem(&tn_pending_connects, &key);
-	if (!p) {
+	o = bpf_map_lookup_elem(&tn_owners, &key);
+	if (!o || !o->connect_start_ns) {
 		/* started before we attached, or aged out of the LRU */
 		tn_count(TN_CTR_CONNECT_END_UNSEEN_START);
 		return;
@@ -79,33 +53,42 @@ static __always_inline void connect_end(struct sock *sk, int newstate,
 		goto out;
 	}
 	e->kind = TN_EVENT_CONNECT;
-	e->pid = p->pid;
-	e->tid = p->tid;
+	e->pid = o->pid;
+	e->tid = o->tid;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->start_ns = p->start_ns;
+	e->start_ns = o->connect_start_ns;
 	e->cookie = cookie;
-	e->established = newstate == TCP_ESTABLISHED_;
+	e->established = newstate == TN_TCP_ESTABLISHED;
 	/* sk_err is set before tcp_done() moves the socket to CLOSE */
 	e->error = e->established ? 0 : BPF_CORE_READ(sk, sk_err);
-	/* every retransmit so far was a SYN: the handshake has not completed */
-	e->syn_retransmits = BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+	/*
+	 * The retransmit hook counts SYNs as it sees them; without it, every
+	 * retransmit so far was a SYN: the handshake has not completed.
+	 */
+	e->syn_retransmits = tn_cfg.retransmit_hook ? o->syn_retransmits
+						    : BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
 	e->mode = mode;
 	e->reserved = 0;
-	__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-	tn_read_endpoints(sk, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
-	__builtin_memcpy(e->comm, p->comm, sizeof(e->comm));
+	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 out:
-	bpf_map_delete_elem(&tn_pending_connects, &key);
+	o->connect_start_ns = 0;
 }
 
-/* The end of a connect is any state change out of SYN_SENT. */
+/*
+ * The end of a connect is any state change out of SYN_SENT. A socket moving
+ * to CLOSE loses its owner entry (after its connect, if any, is reported).
+ */
 static __always_inline void on_state_change(struct sock *sk, int oldstate,
 					    int newstate, __u64 cookie, __u8 mode)
 {
-	if (oldstate == TCP_SYN_SENT_ && newstate != TCP_SYN_SENT_)
+	__u64 key = (__u64)sk;
+
+	if (oldstate == TN_TCP_SYN_SENT && newstate != TN_TCP_SYN_SENT)
 		connect_end(sk, newstate, cookie, mode);
+	if (newstate == TN_TCP_CLOSE)
+		bpf_map_delete_elem(&tn_owners, &key);
 }
 
 /* ---- fentry ---- */
@@ -129,8 +112,9 @@ int BPF_PROG(tn_fentry_tcp_set_state, struct sock *sk, int state)
 {
 	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
 
-	if (old == TCP_SYN_SENT_)
-		on_state_change(sk, old, state, bpf_get_socket_cookie(sk), TN_MODE_FENTRY);
+	if (old == TN_TCP_SYN_SENT || state == TN_TCP_CLOSE)
+		on_state_change(sk, old, state,
+				old == TN_TCP_SYN_SENT ? bpf_get_socket_cookie(sk) : 0, TN_MODE_FENTRY);
 	return 0;
 }
 
@@ -156,10 +140,8 @@ int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
 
 	/* kprobes cannot call the cookie helper: use the cookie if one was assigned */
-	if (old == TCP_SYN_SENT_)
-		on_state_change(sk, old, state,
-				BPF_CORE_READ(sk, __sk_common.skc_cookie.counter),
-				TN_MODE_KPROBE);
+	if (old == TN_TCP_SYN_SENT || state == TN_TCP_CLOSE)
+		on_state_change(sk, old, state, tn_stored_cookie(sk), TN_MODE_KPROBE);
 	return 0;
 }
 
@@ -171,10 +153,13 @@ int BPF_PROG(tn_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newst
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	/* tcp_v{4,6}_connect() moves the socket to SYN_SENT in process context */
-	if (oldstate == TCP_CLOSE_ && newstate == TCP_SYN_SENT_) {
+	if (oldstate == TN_TCP_CLOSE && newstate == TN_TCP_SYN_SENT) {
 		connect_start(sk);
 		return 0;
 	}
-	on_state_change(sk, oldstate, newstate, bpf_get_socket_cookie(sk), TN_MODE_TRACEPOINT);
+	if (oldstate == TN_TCP_SYN_SENT || newstate == TN_TCP_CLOSE)
+		on_state_change(sk, oldstate, newstate,
+				oldstate == TN_TCP_SYN_SENT ? bpf_get_socket_cookie(sk) : 0,
+				TN_MODE_TRACEPOINT);
 	return 0;
 }

@@ -14,6 +14,8 @@
 /* Event kinds: the first __u32 of every ring-buffer record. */
 enum tn_event_kind {
 	TN_EVENT_CONNECT = 1,
+	TN_EVENT_RETRANSMIT = 2,
+	TN_EVENT_POLL = 3,
 	TN_EVENT_KIND_MAX = 8,
 };
 
@@ -31,9 +33,49 @@ enum tn_attach_mode {
  */
 enum tn_counter {
 	/* slots 0..TN_EVENT_KIND_MAX-1: ring buffer full, indexed by event kind */
-	TN_CTR_PENDING_CONNECT_FULL = TN_EVENT_KIND_MAX, /* connect start not recorded: map full */
-	TN_CTR_CONNECT_END_UNSEEN_START,                 /* connect ended that started before attach */
+	TN_CTR_OWNER_MAP_FULL = TN_EVENT_KIND_MAX, /* socket owner not recorded: map full */
+	TN_CTR_CONNECT_END_UNSEEN_START,           /* connect ended that started before attach */
+	TN_CTR_WAIT_MAP_FULL,                      /* poll wait start not recorded: map full */
+	TN_CTR_POLL_HIST_MAP_FULL,                 /* wait not counted: histogram map full */
+	TN_CTR_RETRANSMIT_OWNER_UNKNOWN,           /* retransmit on a socket with no recorded owner */
 	TN_COUNTER_MAX,
+};
+
+/* Load-time configuration (a const volatile global: the verifier prunes on it). */
+struct tn_config {
+	__u64 poll_min_ns;      /* waits at least this long travel as events; all are counted */
+	__u32 self_tgid;        /* the agent itself: its own waits are never traced */
+	__u32 retransmit_hook;  /* 1 when the retransmit hook is attached: connects take its SYN count */
+};
+
+/* The waiting syscalls, as reported in poll events and histogram keys. */
+enum tn_syscall {
+	TN_SC_POLL = 1,
+	TN_SC_PPOLL = 2,
+	TN_SC_SELECT = 3,
+	TN_SC_PSELECT6 = 4,
+	TN_SC_EPOLL_WAIT = 5,
+	TN_SC_EPOLL_PWAIT = 6,
+	TN_SC_EPOLL_PWAIT2 = 7,
+};
+
+/* Poll-wait histogram upper bounds in nanoseconds; one more bucket counts above the last. */
+#define TN_POLL_BUCKETS 16
+#define TN_POLL_BOUNDS_NS                                                                  \
+	{ 10000ULL, 100000ULL, 1000000ULL, 5000000ULL, 10000000ULL, 25000000ULL, 50000000ULL, \
+	  100000000ULL, 250000000ULL, 500000000ULL, 1000000000ULL, 2500000000ULL,            \
+	  5000000000ULL, 10000000000ULL, 30000000000ULL, 60000000000ULL }
+
+/* Per-CPU in-kernel histogram of every wait, by command name and syscall. */
+struct tn_poll_hist_key {
+	char comm[TN_COMM_LEN];
+	__u32 syscall;           /* enum tn_syscall */
+	__u32 reserved;
+};
+
+struct tn_poll_hist {
+	__u64 counts[TN_POLL_BUCKETS + 1];
+	__u64 sum_ns;
 };
 
 /*
@@ -63,7 +105,61 @@ struct tn_connect_event {
 
 #define TN_CONNECT_EVENT_SIZE 104
 
+/* retransmit flags */
+#define TN_RETRANSMIT_SYNACK 1      /* a listener re-sent a SYN-ACK (no child socket yet) */
+#define TN_RETRANSMIT_OWNER_KNOWN 2 /* pid/tid/comm come from the socket-owner map */
+#define TN_RETRANSMIT_CLIENT 4      /* the owner called connect(): the remote end is the service */
+
+/*
+ * One retransmission (TCP segments sent again). Fires in softirq or timer
+ * context: the owner comes from the socket-owner map, never from `current`.
+ */
+struct tn_retransmit_event {
+	__u32 kind;              /* TN_EVENT_RETRANSMIT */
+	__u32 pid;               /* socket owner, 0 when unknown */
+	__u32 tid;
+	__u32 segs;              /* segments retransmitted */
+	__u64 ts_ns;             /* CLOCK_MONOTONIC */
+	__u64 cookie;            /* 0 for SYN-ACKs and when the mode cannot read one */
+	__u32 srtt_us;           /* smoothed RTT, microseconds (0 before the first sample) */
+	__u16 family;
+	__u16 sport;             /* local port, host order */
+	__u16 dport;             /* remote port, host order */
+	__u8 state;              /* kernel TCP state number (TCP_ESTABLISHED = 1, ...) */
+	__u8 mode;               /* enum tn_attach_mode */
+	__u8 flags;              /* TN_RETRANSMIT_* */
+	__u8 reserved[3];
+	__u8 saddr[TN_ADDR_LEN];
+	__u8 daddr[TN_ADDR_LEN];
+	char comm[TN_COMM_LEN];
+};
+
+#define TN_RETRANSMIT_EVENT_SIZE 96
+
+/* One wait in poll/select/epoll that lasted at least tn_config.poll_min_ns. */
+struct tn_poll_event {
+	__u32 kind;              /* TN_EVENT_POLL */
+	__u32 pid;
+	__u32 tid;
+	__u32 syscall;           /* enum tn_syscall */
+	__u64 ts_ns;             /* CLOCK_MONOTONIC when the wait ended */
+	__u64 start_ns;
+	__u64 cookie;            /* socket cookie when exactly one socket was waited on, else 0 */
+	__s64 timeout_ms;        /* requested timeout, -1 for none (wait forever) */
+	__s32 ready;             /* syscall result: ready fds, 0 on timeout, -errno */
+	__s32 fd;                /* the single fd waited on, -1 otherwise */
+	__u8 mode;               /* enum tn_attach_mode */
+	__u8 reserved[7];
+	char comm[TN_COMM_LEN];
+};
+
+#define TN_POLL_EVENT_SIZE 80
+
 _Static_assert(sizeof(struct tn_connect_event) == TN_CONNECT_EVENT_SIZE,
 	       "tn_connect_event layout changed: update TinctureCore's decoder");
+_Static_assert(sizeof(struct tn_retransmit_event) == TN_RETRANSMIT_EVENT_SIZE,
+	       "tn_retransmit_event layout changed: update TinctureCore's decoder");
+_Static_assert(sizeof(struct tn_poll_event) == TN_POLL_EVENT_SIZE,
+	       "tn_poll_event layout changed: update TinctureCore's decoder");
 
 #endif /* TINCTURE_ABI_H */

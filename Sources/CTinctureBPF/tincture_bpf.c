@@ -15,6 +15,25 @@ const void *tn_bpf_object_bytes(size_t *size)
 	return tincture_bpf__elf_bytes(size);
 }
 
+struct tincture_bpf *tn_skel_open(const struct tn_config *config)
+{
+	struct tincture_bpf *skel = tincture_bpf__open();
+
+	if (skel)
+		skel->rodata->tn_cfg = *config;
+	return skel;
+}
+
+struct bpf_object *tn_skel_object(struct tincture_bpf *skel)
+{
+	return skel->obj;
+}
+
+void tn_skel_destroy(struct tincture_bpf *skel)
+{
+	tincture_bpf__destroy(skel);
+}
+
 /* Loading happens on one thread at a time; the log needs no lock. */
 static char tn_log[32768];
 static size_t tn_log_len;

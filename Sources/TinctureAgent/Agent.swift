@@ -14,6 +14,8 @@ public struct AgentConfig: Sendable {
     public var attach: AttachMode?
     public var seriesCap: Int = Aggregates.defaultSeriesCap
     public var subscriberQueue: Int = 4096
+    /// Poll waits at least this long are sent as events; all are counted.
+    public var pollMinNs: UInt64 = ProbeConfig.defaultPollMinNs
 
     public init() {}
 }
@@ -62,7 +64,9 @@ public final class Agent: @unchecked Sendable {
             Log.error("this kernel has no BPF ring buffer (needs Linux 5.8 or later; running \(facts.release))")
             return 1
         }
-        let plan = AttachPlanner.plan(requested: config.attach, facts: facts)
+        var probeConfig = ProbeConfig()
+        probeConfig.pollMinNs = config.pollMinNs
+        let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
         for entry in plan.entries {
             if let mode = entry.mode {
                 Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode)))")
@@ -77,7 +81,7 @@ public final class Agent: @unchecked Sendable {
         }
 
         do {
-            let probes = try LoadedProbes(plan: plan)
+            let probes = try LoadedProbes(plan: plan, config: probeConfig)
             self.probes = probes
             let server = try MetricsServer(address: config.listen) { [self] path in route(path) }
             let stream = try EventStream(path: config.eventsSocket, queueCapacity: config.subscriberQueue) { [self] in
@@ -152,7 +156,9 @@ public final class Agent: @unchecked Sendable {
             o.lostEvents = counters.lost
             o.kernelUntracked = counters.untracked
             o.probes = probes.plan.probes
+            o.pollWaits = probes.pollHistogram()
         }
+        o.seriesCap = config.seriesCap
         if let stream {
             let stats = stream.stats
             o.subscribers = stats.subscribers

@@ -32,14 +32,14 @@ public enum AttachPlanner {
 
     /// `exhaustive` tries every candidate even after one works (for `tincture check`).
     public static func plan(requested: AttachMode?, facts: KernelFacts, hooks: [HookSpec] = Hooks.all,
-                            exhaustive: Bool = false) -> AttachPlan {
+                            exhaustive: Bool = false, config: ProbeConfig = ProbeConfig()) -> AttachPlan {
         Libbpf.captureLogs(verbose: false)
         var entries: [AttachPlan.Entry] = []
         for hook in hooks {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
             for mode in candidates(requested) {
                 if entry.mode != nil && !exhaustive { break }
-                let failure = trial(hook, mode, facts)
+                let failure = trial(hook, mode, facts, config)
                 entry.attempts.append((mode, failure))
                 if failure == nil && entry.mode == nil { entry.mode = mode }
             }
@@ -49,13 +49,15 @@ public enum AttachPlanner {
     }
 
     /// nil on success, else one line saying why this mode cannot be used here.
-    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts) -> String? {
+    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts, _ config: ProbeConfig) -> String? {
         do {
-            if mode == .kprobe && !facts.kprobes {
+            if hook.needsTracefs.contains(mode) {
+                try Tracefs.ensureMounted()
+            } else if mode == .kprobe && !facts.kprobes {
                 // Without the kprobe PMU, libbpf falls back to tracefs' kprobe_events.
                 try? Tracefs.ensureMounted()
             }
-            let object = try BPFObject()
+            let object = try BPFObject(config: config)
             defer { object.close() }
             let programs = hook.programs(for: mode)
             try object.autoloadOnly(Set(programs))

@@ -6,15 +6,17 @@ import TinctureCore
 /// The embedded BPF object, opened from memory. Owns the libbpf object and the
 /// links attached from it; closing detaches everything.
 final class BPFObject {
+    private let skeleton: OpaquePointer
     private let object: OpaquePointer
     private(set) var links: [(program: String, link: OpaquePointer)] = []
 
-    init() throws {
-        var size = 0
-        let bytes = tn_bpf_object_bytes(&size)
-        var opts = bpf_object_open_opts()
-        opts.sz = MemoryLayout<bpf_object_open_opts>.size
-        object = try Libbpf.check(bpf_object__open_mem(bytes, size, &opts), .open, "embedded BPF object tincture")
+    init(config: ProbeConfig) throws {
+        var c = tn_config()
+        c.poll_min_ns = config.pollMinNs
+        c.self_tgid = config.selfTgid
+        c.retransmit_hook = config.retransmitHook ? 1 : 0
+        skeleton = try Libbpf.check(tn_skel_open(&c), .open, "embedded BPF object tincture")
+        object = tn_skel_object(skeleton)
     }
 
     deinit { close() }
@@ -25,9 +27,26 @@ final class BPFObject {
     func close() {
         guard !closed else { return }
         closed = true
-        for (_, link) in links.reversed() { bpf_link__destroy(link) }
+        Self.destroyConcurrently(links.map(\.link))
         links = []
-        bpf_object__close(object)
+        tn_skel_destroy(skeleton)
+    }
+
+    /// Each tracepoint link waits out RCU grace periods as it goes (tens of ms).
+    /// BTF tracepoint, fentry and kprobe links released together share them;
+    /// classic (perf-event) tracepoints still serialise on the kernel's event
+    /// mutex: the 14 syscall tracepoints of poll_wait take ~0.6 s here.
+    private static func destroyConcurrently(_ links: [OpaquePointer]) {
+        var threads: [pthread_t] = []
+        for link in links {
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { arg in
+                bpf_link__destroy(OpaquePointer(arg))
+                return nil
+            }, UnsafeMutableRawPointer(link))
+            if rc == 0 { threads.append(thread) } else { bpf_link__destroy(link) }
+        }
+        for thread in threads { pthread_join(thread, nil) }
     }
 
     var programNames: [String] {

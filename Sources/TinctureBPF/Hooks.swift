@@ -6,6 +6,8 @@ public struct HookSpec: Sendable, Equatable {
     public let name: String
     public let summary: String
     public let programs: [AttachMode: [String]]
+    /// Modes whose programs are classic tracepoints, which need tracefs mounted.
+    public var needsTracefs: Set<AttachMode> = []
 
     public func programs(for mode: AttachMode) -> [String] { programs[mode] ?? [] }
 }
@@ -20,7 +22,31 @@ public enum Hooks {
             .tracepoint: ["tn_tp_inet_sock_set_state"],
         ])
 
-    public static let all: [HookSpec] = [tcpConnect]
+    public static let tcpRetransmit = HookSpec(
+        name: "tcp_retransmit",
+        summary: "TCP retransmits (data, SYN, SYN-ACK) attributed to the socket's owner",
+        programs: [
+            .fentry: ["tn_fentry_tcp_retransmit_skb", "tn_fentry_tcp_rtx_synack",
+                      "tn_fentry_inet_csk_listen_start", "tn_fentry_tcp_sendmsg"],
+            .kprobe: ["tn_kprobe_tcp_retransmit_skb", "tn_kprobe_tcp_rtx_synack",
+                      "tn_kprobe_inet_csk_listen_start", "tn_kprobe_tcp_sendmsg"],
+            .tracepoint: ["tn_tp_tcp_retransmit_skb", "tn_tp_tcp_retransmit_synack",
+                          "tn_tp_listen_owner", "tn_tp_sock_send_length"],
+        ])
+
+    static let waitSyscalls = ["poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"]
+
+    public static let pollWait = HookSpec(
+        name: "poll_wait",
+        summary: "time blocked in poll, ppoll, select, pselect6, epoll_wait, epoll_pwait, epoll_pwait2",
+        programs: [
+            .fentry: waitSyscalls.flatMap { ["tn_fentry_\($0)", "tn_fexit_\($0)"] },
+            .kprobe: waitSyscalls.flatMap { ["tn_kprobe_\($0)", "tn_kretprobe_\($0)"] },
+            .tracepoint: waitSyscalls.flatMap { ["tn_tp_enter_\($0)", "tn_tp_exit_\($0)"] },
+        ],
+        needsTracefs: [.tracepoint])
+
+    public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait]
 
     /// The kernel attach points behind each mode, for `check` and the README.
     public static func attachPoints(_ hook: HookSpec, _ mode: AttachMode) -> String {
@@ -28,6 +54,13 @@ public enum Hooks {
         case ("tcp_connect", .fentry): return "fentry tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .kprobe): return "kprobe tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .tracepoint): return "tp_btf sock/inet_sock_set_state"
+        case ("tcp_retransmit", .fentry): return "fentry __tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
+        case ("tcp_retransmit", .kprobe): return "kprobe __tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
+        case ("tcp_retransmit", .tracepoint):
+            return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, sock/sock_send_length"
+        case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"
+        case ("poll_wait", .kprobe): return "ksyscall+kretsyscall {\(waitSyscalls.joined(separator: ","))}"
+        case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
         default: return hook.programs(for: mode).joined(separator: ", ")
         }
     }

@@ -9,19 +9,23 @@ public final class LoadedProbes {
     public let plan: AttachPlan
     private let object: BPFObject
     private let countersFD: Int32
+    private let pollHistFD: Int32
     private let possibleCPUs: Int
 
     /// Loads every program the plan chose and attaches them. Throws if that fails;
     /// callers check `plan.attachedHooks` is not empty first.
-    public init(plan: AttachPlan) throws {
+    public init(plan: AttachPlan, config: ProbeConfig = ProbeConfig()) throws {
         self.plan = plan
+        var config = config
+        config.retransmitHook = plan.mode(for: Hooks.tcpRetransmit) != nil
         Libbpf.captureLogs(verbose: false)
-        object = try BPFObject()
+        object = try BPFObject(config: config)
         let programs = plan.attachedHooks.flatMap { $0.hook.programs(for: $0.mode!) }
         try object.autoloadOnly(Set(programs))
         try object.load(what: "BPF object tincture")
         for program in programs { try object.attach(program: program) }
         countersFD = try object.mapFD("tn_counters")
+        pollHistFD = try object.mapFD("tn_poll_hists")
         possibleCPUs = max(1, Int(libbpf_num_possible_cpus()))
     }
 
@@ -37,10 +41,43 @@ public final class LoadedProbes {
         var lost: [EventKind: UInt64] = [:]
         for kind in EventKind.allCases { lost[kind] = readCounter(kind.rawValue) }
         let untracked = [
-            "pending_connect_map_full": readCounter(UInt32(TN_CTR_PENDING_CONNECT_FULL.rawValue)),
+            "owner_map_full": readCounter(UInt32(TN_CTR_OWNER_MAP_FULL.rawValue)),
             "connect_start_unseen": readCounter(UInt32(TN_CTR_CONNECT_END_UNSEEN_START.rawValue)),
+            "wait_map_full": readCounter(UInt32(TN_CTR_WAIT_MAP_FULL.rawValue)),
+            "poll_histogram_map_full": readCounter(UInt32(TN_CTR_POLL_HIST_MAP_FULL.rawValue)),
+            "retransmit_owner_unknown": readCounter(UInt32(TN_CTR_RETRANSMIT_OWNER_UNKNOWN.rawValue)),
         ]
         return (lost, untracked)
+    }
+
+    /// Every row of the kernel's per-CPU poll-wait histogram, summed over CPUs.
+    public func pollHistogram() -> [PollHistogramRow] {
+        var rows: [PollHistogramRow] = []
+        var key = tn_poll_hist_key()
+        var next = tn_poll_hist_key()
+        let buckets = Int(TN_POLL_BUCKETS) + 1
+        var values = [tn_poll_hist](repeating: tn_poll_hist(), count: possibleCPUs)
+        var hasKey = false
+        // Bounded: the map holds at most its max_entries keys.
+        for _ in 0..<65536 {
+            let rc = hasKey ? bpf_map_get_next_key(pollHistFD, &key, &next) : bpf_map_get_next_key(pollHistFD, nil, &next)
+            if rc != 0 { break }
+            hasKey = true
+            key = next
+            guard bpf_map_lookup_elem(pollHistFD, &key, &values) == 0 else { continue }
+            var counts = [UInt64](repeating: 0, count: buckets)
+            var sum: UInt64 = 0
+            for v in values {
+                withUnsafeBytes(of: v.counts) { raw in
+                    for i in 0..<buckets { counts[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
+                }
+                sum &+= v.sum_ns
+            }
+            let comm = withUnsafeBytes(of: key.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let syscall = WaitSyscall(rawValue: key.syscall)?.name ?? "syscall_\(key.syscall)"
+            rows.append(PollHistogramRow(comm: comm, syscall: syscall, counts: counts, sumNs: sum))
+        }
+        return rows
     }
 
     private func readCounter(_ slot: UInt32) -> UInt64 {

@@ -20,11 +20,54 @@ public enum ConnectEventLayout {
     public static let size = 104
 }
 
+/// Byte offsets of `struct tn_retransmit_event`.
+public enum RetransmitEventLayout {
+    public static let kind = 0
+    public static let pid = 4
+    public static let tid = 8
+    public static let segs = 12
+    public static let tsNs = 16
+    public static let cookie = 24
+    public static let srttUs = 32
+    public static let family = 36
+    public static let sport = 38
+    public static let dport = 40
+    public static let state = 42
+    public static let mode = 43
+    public static let flags = 44
+    public static let saddr = 48
+    public static let daddr = 64
+    public static let comm = 80
+    public static let size = 96
+
+    public static let flagSynack: UInt8 = 1
+    public static let flagOwnerKnown: UInt8 = 2
+    public static let flagClient: UInt8 = 4
+}
+
+/// Byte offsets of `struct tn_poll_event`.
+public enum PollEventLayout {
+    public static let kind = 0
+    public static let pid = 4
+    public static let tid = 8
+    public static let syscall = 12
+    public static let tsNs = 16
+    public static let startNs = 24
+    public static let cookie = 32
+    public static let timeoutMs = 40
+    public static let ready = 48
+    public static let fd = 52
+    public static let mode = 56
+    public static let comm = 64
+    public static let size = 80
+}
+
 /// Why a ring-buffer record could not be decoded; each is counted, none is fatal.
 public enum DecodeError: Error, Equatable, Sendable {
     case truncated(kind: UInt32, size: Int)
     case unknownKind(UInt32)
     case badFamily(UInt16)
+    case badSyscall(UInt32)
 
     /// Metric label value for `tincture_decode_errors_total{reason}`.
     public var reason: String {
@@ -32,6 +75,7 @@ public enum DecodeError: Error, Equatable, Sendable {
         case .truncated: return "truncated"
         case .unknownKind: return "unknown_kind"
         case .badFamily: return "bad_family"
+        case .badSyscall: return "bad_syscall"
         }
     }
 }
@@ -45,6 +89,10 @@ public enum EventDecoder {
         switch kind {
         case .connect:
             return decodeConnect(bytes).map(Event.connect)
+        case .retransmit:
+            return decodeRetransmit(bytes).map(Event.retransmit)
+        case .poll:
+            return decodePoll(bytes).map(Event.poll)
         }
     }
 
@@ -58,17 +106,12 @@ public enum EventDecoder {
         guard b.count >= L.size else {
             return .failure(.truncated(kind: EventKind.connect.rawValue, size: b.count))
         }
-        let rawFamily = b.loadUnaligned(fromByteOffset: L.family, as: UInt16.self)
-        guard let family = SocketAddress.Family(rawValue: rawFamily) else {
-            return .failure(.badFamily(rawFamily))
+        let addresses: (SocketAddress, SocketAddress)
+        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
+        case .success(let pair): addresses = pair
+        case .failure(let error): return .failure(error)
         }
-        let addrLen = family == .inet ? 4 : 16
-        let source = SocketAddress(
-            family: family, bytes: Array(b[L.saddr..<(L.saddr + addrLen)]),
-            port: b.loadUnaligned(fromByteOffset: L.sport, as: UInt16.self))
-        let destination = SocketAddress(
-            family: family, bytes: Array(b[L.daddr..<(L.daddr + addrLen)]),
-            port: b.loadUnaligned(fromByteOffset: L.dport, as: UInt16.self))
+        let (source, destination) = addresses
         return .success(ConnectEvent(
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
@@ -82,6 +125,68 @@ public enum EventDecoder {
             established: b[L.established] != 0,
             mode: AttachMode(abiValue: b[L.mode]),
             comm: decodeComm(b, at: L.comm)))
+    }
+
+    static func decodeRetransmit(_ b: UnsafeRawBufferPointer) -> Result<RetransmitEvent, DecodeError> {
+        typealias L = RetransmitEventLayout
+        guard b.count >= L.size else {
+            return .failure(.truncated(kind: EventKind.retransmit.rawValue, size: b.count))
+        }
+        let addresses: (SocketAddress, SocketAddress)
+        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
+        case .success(let pair): addresses = pair
+        case .failure(let error): return .failure(error)
+        }
+        let flags = b[L.flags]
+        return .success(RetransmitEvent(
+            pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
+            tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
+            segs: b.loadUnaligned(fromByteOffset: L.segs, as: UInt32.self),
+            timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
+            cookie: b.loadUnaligned(fromByteOffset: L.cookie, as: UInt64.self),
+            srttUs: b.loadUnaligned(fromByteOffset: L.srttUs, as: UInt32.self),
+            source: addresses.0,
+            destination: addresses.1,
+            state: b[L.state],
+            mode: AttachMode(abiValue: b[L.mode]),
+            synack: flags & L.flagSynack != 0,
+            ownerKnown: flags & L.flagOwnerKnown != 0,
+            client: flags & L.flagClient != 0,
+            comm: decodeComm(b, at: L.comm)))
+    }
+
+    static func decodePoll(_ b: UnsafeRawBufferPointer) -> Result<PollEvent, DecodeError> {
+        typealias L = PollEventLayout
+        guard b.count >= L.size else {
+            return .failure(.truncated(kind: EventKind.poll.rawValue, size: b.count))
+        }
+        let rawSyscall = b.loadUnaligned(fromByteOffset: L.syscall, as: UInt32.self)
+        guard let syscall = WaitSyscall(rawValue: rawSyscall) else { return .failure(.badSyscall(rawSyscall)) }
+        return .success(PollEvent(
+            pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
+            tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
+            syscall: syscall,
+            endNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
+            startNs: b.loadUnaligned(fromByteOffset: L.startNs, as: UInt64.self),
+            cookie: b.loadUnaligned(fromByteOffset: L.cookie, as: UInt64.self),
+            timeoutMs: b.loadUnaligned(fromByteOffset: L.timeoutMs, as: Int64.self),
+            ready: b.loadUnaligned(fromByteOffset: L.ready, as: Int32.self),
+            fd: b.loadUnaligned(fromByteOffset: L.fd, as: Int32.self),
+            mode: AttachMode(abiValue: b[L.mode]),
+            comm: decodeComm(b, at: L.comm)))
+    }
+
+    /// Family, addresses and ports laid out the same way in every socket event.
+    static func decodeAddresses(_ b: UnsafeRawBufferPointer, family: Int, saddr: Int, sport: Int, daddr: Int,
+                                dport: Int) -> Result<(SocketAddress, SocketAddress), DecodeError> {
+        let rawFamily = b.loadUnaligned(fromByteOffset: family, as: UInt16.self)
+        guard let fam = SocketAddress.Family(rawValue: rawFamily) else { return .failure(.badFamily(rawFamily)) }
+        let len = fam == .inet ? 4 : 16
+        return .success((
+            SocketAddress(family: fam, bytes: Array(b[saddr..<(saddr + len)]),
+                          port: b.loadUnaligned(fromByteOffset: sport, as: UInt16.self)),
+            SocketAddress(family: fam, bytes: Array(b[daddr..<(daddr + len)]),
+                          port: b.loadUnaligned(fromByteOffset: dport, as: UInt16.self))))
     }
 
     /// A kernel comm: up to 16 bytes, NUL-terminated unless full; not necessarily UTF-8.

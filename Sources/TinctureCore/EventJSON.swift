@@ -25,6 +25,43 @@ public enum EventJSON {
             o.field("syn_retransmits", UInt64(c.synRetransmits))
             o.field("mode", c.mode?.rawValue ?? "unknown")
             return o.finish()
+        case .retransmit(let r):
+            var o = JSONObjectWriter()
+            o.field("kind", "retransmit")
+            o.field("ts_ns", wall(r.timestampNs, realtimeOffsetNs))
+            o.field("pid", UInt64(r.pid))
+            o.field("tid", UInt64(r.tid))
+            o.field("comm", r.comm)
+            o.field("cookie", r.cookie)
+            o.field("family", r.source.family == .inet6 ? "ipv6" : "ipv4")
+            o.field("saddr", r.source.host)
+            o.field("sport", UInt64(r.source.port))
+            o.field("daddr", r.destination.host)
+            o.field("dport", UInt64(r.destination.port))
+            o.field("state", r.stateName)
+            o.field("segs", UInt64(r.segs))
+            o.field("srtt_us", UInt64(r.srttUs))
+            o.field("synack", r.synack)
+            o.field("owner_known", r.ownerKnown)
+            o.field("side", r.client ? "client" : "server")
+            o.field("mode", r.mode?.rawValue ?? "unknown")
+            return o.finish()
+        case .poll(let p):
+            var o = JSONObjectWriter()
+            o.field("kind", "poll")
+            o.field("ts_ns", wall(p.endNs, realtimeOffsetNs))
+            o.field("start_ns", wall(p.startNs, realtimeOffsetNs))
+            o.field("pid", UInt64(p.pid))
+            o.field("tid", UInt64(p.tid))
+            o.field("comm", p.comm)
+            o.field("syscall", p.syscall.name)
+            o.field("duration_ns", p.durationNs)
+            o.field("timeout_ms", p.timeoutMs)
+            o.field("ready", Int64(p.ready))
+            o.field("fd", Int64(p.fd))
+            o.field("cookie", p.cookie)
+            o.field("mode", p.mode?.rawValue ?? "unknown")
+            return o.finish()
         }
     }
 
@@ -62,6 +99,7 @@ struct JSONObjectWriter {
     mutating func field(_ key: String, _ value: String) { sep(key); text += EventJSON.quote(value) }
     mutating func field(_ key: String, _ value: UInt64) { sep(key); text += String(value) }
     mutating func field(_ key: String, _ value: Int64) { sep(key); text += String(value) }
+    mutating func field(_ key: String, _ value: Bool) { sep(key); text += value ? "true" : "false" }
 
     private mutating func sep(_ key: String) {
         if text.count > 1 { text += "," }
@@ -71,31 +109,54 @@ struct JSONObjectWriter {
     mutating func finish() -> String { text + "}" }
 }
 
-/// A connect event as `tincture tail` reads it back from the stream.
-public struct ConnectRecord: Codable, Equatable, Sendable {
+/// Any event as `tincture tail` reads it back from the stream: the fields every kind
+/// has, and optionals for the rest (nil when the kind does not carry them).
+public struct EventRecord: Codable, Equatable, Sendable {
     public var kind: String
     public var tsNs: UInt64
-    public var startNs: UInt64?
     public var pid: UInt32
-    public var tid: UInt32
+    public var tid: UInt32?
     public var comm: String
-    public var cookie: UInt64
+    public var cookie: UInt64?
     public var family: String?
-    public var saddr: String
-    public var sport: UInt16
-    public var daddr: String
-    public var dport: UInt16
-    public var durationNs: UInt64
-    public var result: String
-    public var errno: Int32?
-    public var synRetransmits: UInt32
+    public var saddr: String?
+    public var sport: UInt16?
+    public var daddr: String?
+    public var dport: UInt16?
+    public var durationNs: UInt64?
+    public var startNs: UInt64?
     public var mode: String?
+    // connect
+    public var result: String?
+    public var errno: Int32?
+    public var synRetransmits: UInt32?
+    // retransmit
+    public var state: String?
+    public var segs: UInt32?
+    public var srttUs: UInt32?
+    public var synack: Bool?
+    public var side: String?
+    // poll
+    public var syscall: String?
+    public var timeoutMs: Int64?
+    public var ready: Int32?
+    public var fd: Int32?
+
+    public init(kind: String, tsNs: UInt64, pid: UInt32, comm: String) {
+        self.kind = kind
+        self.tsNs = tsNs
+        self.pid = pid
+        self.comm = comm
+    }
 
     enum CodingKeys: String, CodingKey {
-        case kind, pid, tid, comm, cookie, family, saddr, sport, daddr, dport, result, errno, mode
+        case kind, pid, tid, comm, cookie, family, saddr, sport, daddr, dport, mode, result, errno, state, segs
+        case synack, side, syscall, ready, fd
         case tsNs = "ts_ns"
         case startNs = "start_ns"
         case durationNs = "duration_ns"
         case synRetransmits = "syn_retransmits"
+        case srttUs = "srtt_us"
+        case timeoutMs = "timeout_ms"
     }
 }

@@ -92,20 +92,28 @@ public struct ConnectEvent: Equatable, Sendable {
 /// Every event kind the kernel side sends (`enum tn_event_kind`).
 public enum EventKind: UInt32, CaseIterable, Sendable {
     case connect = 1
+    case retransmit = 2
+    case poll = 3
 
     public var name: String {
         switch self {
         case .connect: return "connect"
+        case .retransmit: return "retransmit"
+        case .poll: return "poll"
         }
     }
 }
 
 public enum Event: Equatable, Sendable {
     case connect(ConnectEvent)
+    case retransmit(RetransmitEvent)
+    case poll(PollEvent)
 
     public var kind: EventKind {
         switch self {
         case .connect: return .connect
+        case .retransmit: return .retransmit
+        case .poll: return .poll
         }
     }
 }

@@ -15,6 +15,10 @@ public struct SelfObservation: Sendable {
     public var subscribers: Int = 0
     public var probes: [Probe] = []
     public var version: String = "unknown"
+    /// The kernel's poll-wait histogram: every wait, short ones included.
+    public var pollWaits: [PollHistogramRow] = []
+    /// Series cap for the kernel-aggregated families (label sets past it fold into "other").
+    public var seriesCap: Int = Aggregates.defaultSeriesCap
 
     public init() {}
 }
@@ -28,6 +32,10 @@ public struct ExpositionWriter {
     public static func render(_ aggregates: Aggregates, _ observation: SelfObservation) -> String {
         var w = ExpositionWriter()
         w.histogram(aggregates.connectDuration)
+        w.counter(aggregates.retransmits)
+        let poll = pollWaitFamily(observation.pollWaits, cap: observation.seriesCap)
+        w.histogram(name: poll.name, help: poll.help, labelNames: ["comm", "syscall"], bounds: Buckets.pollSeconds,
+                    rows: poll.rows)
         w.counter("tincture_events_total", "Events received from the kernel ring buffer, by kind.",
                   EventKind.allCases.map { (["kind": $0.name], aggregates.eventsReceived[$0] ?? 0) })
         w.counter("tincture_events_lost_total",
@@ -45,7 +53,9 @@ public struct ExpositionWriter {
                 [([:], Double(observation.subscribers))])
         w.counter("tincture_series_folded_total",
                   "Observations folded into label value \"other\" because a family reached its series cap.",
-                  [(["family": aggregates.connectDuration.name], aggregates.connectDuration.folded)])
+                  [(["family": aggregates.connectDuration.name], aggregates.connectDuration.folded),
+                   (["family": aggregates.retransmits.name], aggregates.retransmits.folded),
+                   (["family": poll.name], poll.folded)])
         w.gauge("tincture_probe_info", "Attach mode of each hook (1 per hook); mode=\"none\" when it could not attach.",
                 observation.probes.map { (["hook": $0.hook, "mode": $0.mode?.rawValue ?? "none"], 1) })
         w.gauge("tincture_probe_attached", "1 when the hook is attached, 0 when it failed in every allowed mode.",
@@ -55,19 +65,60 @@ public struct ExpositionWriter {
     }
 
     public mutating func histogram(_ family: HistogramFamily) {
-        header(family.name, family.help, "histogram")
-        let bounds = family.bounds.map(Self.formatDouble) + ["+Inf"]
-        for (labels, h) in family.series.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            let base = zip(family.labelNames, labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
+        histogram(name: family.name, help: family.help, labelNames: family.labelNames, bounds: family.bounds,
+                  rows: family.series.map { (labels: $0.key, counts: $0.value.counts, sum: $0.value.sum) })
+    }
+
+    /// One histogram family from rows of per-bucket (not cumulative) counts.
+    public mutating func histogram(name: String, help: String, labelNames: [String], bounds: [Double],
+                                   rows: [(labels: [String], counts: [UInt64], sum: Double)]) {
+        header(name, help, "histogram")
+        let bounds = bounds.map(Self.formatDouble) + ["+Inf"]
+        for row in rows.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
+            let base = zip(labelNames, row.labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
                 .joined(separator: ",")
             let prefix = base.isEmpty ? "" : base + ","
-            for (bound, cumulative) in zip(bounds, h.cumulative) {
-                text += "\(family.name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)\n"
+            var cumulative: UInt64 = 0
+            for (bound, count) in zip(bounds, row.counts) {
+                cumulative += count
+                text += "\(name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)\n"
             }
             let braces = base.isEmpty ? "" : "{\(base)}"
-            text += "\(family.name)_sum\(braces) \(Self.formatDouble(h.sum))\n"
-            text += "\(family.name)_count\(braces) \(h.count)\n"
+            text += "\(name)_sum\(braces) \(Self.formatDouble(row.sum))\n"
+            text += "\(name)_count\(braces) \(cumulative)\n"
         }
+    }
+
+    public mutating func counter(_ family: CounterFamily) {
+        header(family.name, family.help, "counter")
+        for (labels, value) in family.series.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            let text = zip(family.labelNames, labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
+                .joined(separator: ",")
+            self.text += "\(family.name){\(text)} \(value)\n"
+        }
+    }
+
+    static let pollWaitName = "tincture_poll_wait_seconds"
+
+    /// The kernel's rows as one family, merged past the series cap into comm="other".
+    static func pollWaitFamily(_ rows: [PollHistogramRow], cap: Int)
+        -> (name: String, help: String, rows: [(labels: [String], counts: [UInt64], sum: Double)], folded: UInt64) {
+        var merged: [[String]: (counts: [UInt64], sum: Double)] = [:]
+        var folded: UInt64 = 0
+        for row in rows.sorted(by: { ($0.comm, $0.syscall) < ($1.comm, $1.syscall) }) {
+            var key = [row.comm, row.syscall]
+            if merged[key] == nil && merged.count >= cap {
+                key[0] = "other"
+                folded += row.counts.reduce(0, +)
+            }
+            var entry = merged[key] ?? ([UInt64](repeating: 0, count: Buckets.pollSeconds.count + 1), 0)
+            for (i, c) in row.counts.prefix(entry.counts.count).enumerated() { entry.counts[i] += c }
+            entry.sum += Double(row.sumNs) / 1e9
+            merged[key] = entry
+        }
+        return (pollWaitName,
+                "Time threads blocked in poll, ppoll, select, pselect6 and epoll_wait/epoll_pwait/epoll_pwait2, every wait counted in the kernel, by command name and syscall.",
+                merged.map { (labels: $0.key, counts: $0.value.counts, sum: $0.value.sum) }, folded)
     }
 
     public mutating func counter(_ name: String, _ help: String, _ samples: [([String: String], UInt64)]) {

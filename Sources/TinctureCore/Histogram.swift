@@ -39,4 +39,10 @@ public enum Buckets {
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
         1.5, 2.5, 3.5, 4.5, 7.5, 15.5, 31.5, 63.5,
     ]
+
+    /// Poll-wait bounds (bpf/tincture.h TN_POLL_BOUNDS_NS, in seconds): the kernel
+    /// buckets every wait with these, so the two lists must stay equal (tested).
+    public static let pollSeconds: [Double] = [
+        0.00001, 0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+    ]
 }

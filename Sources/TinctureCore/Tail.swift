@@ -1,23 +1,31 @@
 /// Which events `tincture tail` shows. Every set filter must match.
+///
+/// `--port` and `--min-duration` match only events that carry ports or a duration:
+/// with `--port` set, poll waits (no ports) are left out; with `--min-duration` set,
+/// retransmits (no duration) are.
 public struct TailFilter: Equatable, Sendable {
+    public var kinds: Set<String>?
     public var pid: UInt32?
     public var comm: String?
     /// Matches either the local or the remote port.
     public var port: UInt16?
     public var minDurationNs: UInt64?
 
-    public init(pid: UInt32? = nil, comm: String? = nil, port: UInt16? = nil, minDurationNs: UInt64? = nil) {
+    public init(kinds: Set<String>? = nil, pid: UInt32? = nil, comm: String? = nil, port: UInt16? = nil,
+                minDurationNs: UInt64? = nil) {
+        self.kinds = kinds
         self.pid = pid
         self.comm = comm
         self.port = port
         self.minDurationNs = minDurationNs
     }
 
-    public func matches(_ r: ConnectRecord) -> Bool {
+    public func matches(_ r: EventRecord) -> Bool {
+        if let kinds, !kinds.contains(r.kind) { return false }
         if let pid, r.pid != pid { return false }
         if let comm, r.comm != comm { return false }
         if let port, r.sport != port && r.dport != port { return false }
-        if let minDurationNs, r.durationNs < minDurationNs { return false }
+        if let minDurationNs, (r.durationNs ?? 0) < minDurationNs || r.durationNs == nil { return false }
         return true
     }
 }
@@ -29,17 +37,45 @@ public struct TailFormatter: Sendable {
     public init(colour: Bool) { self.colour = colour }
 
     /// `timeOfDay` is the caller's rendering of the event time (local clock).
-    public func line(_ r: ConnectRecord, timeOfDay: String) -> String {
-        let who = "\(r.comm)[\(r.pid)]"
-        let remote = r.daddr.contains(":") ? "[\(r.daddr)]:\(r.dport)" : "\(r.daddr):\(r.dport)"
-        var detail = ""
-        if r.synRetransmits > 0 {
-            detail = "(\(r.synRetransmits) SYN retransmit\(r.synRetransmits == 1 ? "" : "s"))"
+    public func line(_ r: EventRecord, timeOfDay: String) -> String {
+        let who = "\(r.comm.isEmpty ? "?" : r.comm)[\(r.pid)]"
+        var endpoint = "", duration = "", outcome = "", detail = ""
+        var colourOf: Colour? = nil
+        switch r.kind {
+        case "connect":
+            endpoint = Self.address(r.daddr, r.dport)
+            duration = r.durationNs.map(Self.duration) ?? ""
+            outcome = r.result ?? ""
+            let syn = r.synRetransmits ?? 0
+            if syn > 0 { detail = "(\(syn) SYN retransmit\(syn == 1 ? "" : "s"))" }
+            colourOf = outcome == "ok" ? (syn > 0 ? .yellow : .green) : .red
+        case "retransmit":
+            // The service end: remote for a client's socket, local for a server's.
+            endpoint = r.side == "server" ? Self.address(r.saddr, r.sport) : Self.address(r.daddr, r.dport)
+            outcome = r.state ?? ""
+            let segs = r.segs ?? 0
+            detail = "\(segs) seg\(segs == 1 ? "" : "s")"
+            if r.synack == true { detail += " SYN-ACK" }
+            if let srtt = r.srttUs, srtt > 0 { detail += ", srtt \(Self.duration(UInt64(srtt) * 1000))" }
+            colourOf = .yellow
+        case "poll":
+            endpoint = r.syscall ?? ""
+            duration = r.durationNs.map(Self.duration) ?? ""
+            let ready = r.ready ?? 0
+            outcome = ready > 0 ? "ready=\(ready)" : ready == 0 ? "timeout" : "err=\(-ready)"
+            let timeout = r.timeoutMs.map { $0 < 0 ? "none" : Self.duration(UInt64($0) * 1_000_000) } ?? "?"
+            detail = "(timeout \(timeout)\((r.fd ?? -1) >= 0 ? ", fd \(r.fd!)" : ""))"
+        default:
+            break
         }
-        let result = paint(pad(r.result, 8), r.result == "ok" ? (r.synRetransmits > 0 ? .yellow : .green) : .red)
-        return [timeOfDay, pad(who, 24), pad(r.kind, 8), pad(remote, 28),
-                padLeft(Self.duration(r.durationNs), 10), result, detail]
+        let shownOutcome = colourOf.map { paint(pad(outcome, 11), $0) } ?? pad(outcome, 11)
+        return [timeOfDay, pad(who, 24), pad(r.kind, 10), pad(endpoint, 28), padLeft(duration, 10), shownOutcome, detail]
             .joined(separator: " ").trimmingTrailingSpaces()
+    }
+
+    static func address(_ host: String?, _ port: UInt16?) -> String {
+        guard let host, let port else { return "" }
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// "412 µs", "3.5 ms", "1002 ms", "12.3 s".

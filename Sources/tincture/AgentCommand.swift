@@ -40,7 +40,14 @@ struct AgentCommand: ParsableCommand {
                                valueName: "n"))
     var subscriberQueue: Int = 4096
 
+    @Option(help: ArgumentHelp("Poll/select/epoll waits at least this long are sent as events (tail, correlation); every wait is counted in tincture_poll_wait_seconds regardless.",
+                               valueName: "duration"))
+    var pollMinDuration: String = "10ms"
+
     func validate() throws {
+        guard DurationParser.nanoseconds(pollMinDuration) != nil else {
+            throw ValidationError("--poll-min-duration '\(pollMinDuration)' is not a duration; use e.g. 10ms, 250us, 1s")
+        }
         guard ListenAddress(listen) != nil else {
             throw ValidationError("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:9477, [::1]:9477, 0.0.0.0:9477)")
         }
@@ -63,6 +70,7 @@ struct AgentCommand: ParsableCommand {
         config.attach = AttachMode(rawValue: attach.rawValue)
         config.seriesCap = seriesCap
         config.subscriberQueue = subscriberQueue
+        config.pollMinNs = DurationParser.nanoseconds(pollMinDuration)!
         if let dir = parentDirectory(eventsSocket), access(dir, F_OK) != 0 {
             // /run/tincture under systemd comes from RuntimeDirectory=; create it when run by hand.
             mkdir(dir, 0o755)

@@ -9,11 +9,14 @@ struct TailCommand: ParsableCommand {
         abstract: "Print live events from the running agent, one line each.",
         discussion: """
             Human-readable columns by default (colour on a terminal; NO_COLOR disables it), or one JSON \
-            object per line with --json (fields in the README, "Event JSON"). Filters combine with AND.
+            object per line with --json (fields in the README, "Event JSON"). Filters combine with AND; \
+            --port keeps only events with ports (not poll waits), --min-duration only events with a \
+            duration (not retransmits).
 
             Examples:
               sudo tincture tail
               sudo tincture tail --min-duration 500ms --port 5432
+              sudo tincture tail --kind retransmit --comm nginx
               sudo tincture tail --json --comm python3 | jq .duration_ns
             """)
 
@@ -22,6 +25,9 @@ struct TailCommand: ParsableCommand {
 
     @Flag(help: "One JSON object per line instead of columns.")
     var json = false
+
+    @Option(help: ArgumentHelp("Only events of this kind (repeatable).", valueName: "connect|retransmit|poll"))
+    var kind: [String] = []
 
     @Option(help: ArgumentHelp("Only events of this process ID.", valueName: "pid"))
     var pid: UInt32?
@@ -37,7 +43,12 @@ struct TailCommand: ParsableCommand {
                                valueName: "duration"))
     var minDuration: String?
 
+    static let kinds = ["connect", "retransmit", "poll"]
+
     func validate() throws {
+        for k in kind where !Self.kinds.contains(k) {
+            throw ValidationError("--kind '\(k)' is not one of \(Self.kinds.joined(separator: ", "))")
+        }
         if let minDuration, DurationParser.nanoseconds(minDuration) == nil {
             throw ValidationError("--min-duration '\(minDuration)' is not a duration; use a number with ns, us, ms, s or m (e.g. 250ms, 1.5s)")
         }
@@ -48,7 +59,7 @@ struct TailCommand: ParsableCommand {
 
     func run() throws {
         setvbuf(stdout, nil, _IOLBF, 0)
-        let filter = TailFilter(pid: pid, comm: comm, port: port,
+        let filter = TailFilter(kinds: kind.isEmpty ? nil : Set(kind), pid: pid, comm: comm, port: port,
                                 minDurationNs: minDuration.flatMap(DurationParser.nanoseconds))
         let client: EventStreamClient
         do {
@@ -74,8 +85,8 @@ struct TailCommand: ParsableCommand {
                 let message = (try? decoder.decode(ErrorLine.self, from: data))?.message ?? "unknown error"
                 FileHandle.standardError.write(Data("tincture tail: the agent refused the stream: \(message)\n".utf8))
                 throw ExitCode(1)
-            case "connect":
-                guard let record = try? decoder.decode(ConnectRecord.self, from: data), filter.matches(record) else { continue }
+            case _ where Self.kinds.contains(head.kind):
+                guard let record = try? decoder.decode(EventRecord.self, from: data), filter.matches(record) else { continue }
                 if json {
                     print(String(decoding: line, as: UTF8.self))
                 } else {

@@ -22,6 +22,49 @@ final class LayoutTests: XCTestCase {
         }
     }
 
+    func testRetransmitAndPollEventLayoutsMatchCHeader() {
+        typealias R = tn_retransmit_event
+        typealias RL = RetransmitEventLayout
+        XCTAssertEqual(MemoryLayout<R>.size, RL.size)
+        let r: [(PartialKeyPath<R>, Int, String)] = [
+            (\R.kind, RL.kind, "kind"), (\R.pid, RL.pid, "pid"), (\R.tid, RL.tid, "tid"), (\R.segs, RL.segs, "segs"),
+            (\R.ts_ns, RL.tsNs, "ts_ns"), (\R.cookie, RL.cookie, "cookie"), (\R.srtt_us, RL.srttUs, "srtt_us"),
+            (\R.family, RL.family, "family"), (\R.sport, RL.sport, "sport"), (\R.dport, RL.dport, "dport"),
+            (\R.state, RL.state, "state"), (\R.mode, RL.mode, "mode"), (\R.flags, RL.flags, "flags"),
+            (\R.saddr, RL.saddr, "saddr"), (\R.daddr, RL.daddr, "daddr"), (\R.comm, RL.comm, "comm"),
+        ]
+        for (path, expected, name) in r { XCTAssertEqual(MemoryLayout<R>.offset(of: path), expected, name) }
+        XCTAssertEqual(UInt8(TN_RETRANSMIT_SYNACK), RL.flagSynack)
+        XCTAssertEqual(UInt8(TN_RETRANSMIT_OWNER_KNOWN), RL.flagOwnerKnown)
+        XCTAssertEqual(UInt8(TN_RETRANSMIT_CLIENT), RL.flagClient)
+
+        typealias P = tn_poll_event
+        typealias PL = PollEventLayout
+        XCTAssertEqual(MemoryLayout<P>.size, PL.size)
+        let p: [(PartialKeyPath<P>, Int, String)] = [
+            (\P.kind, PL.kind, "kind"), (\P.pid, PL.pid, "pid"), (\P.tid, PL.tid, "tid"),
+            (\P.syscall, PL.syscall, "syscall"), (\P.ts_ns, PL.tsNs, "ts_ns"), (\P.start_ns, PL.startNs, "start_ns"),
+            (\P.cookie, PL.cookie, "cookie"), (\P.timeout_ms, PL.timeoutMs, "timeout_ms"), (\P.ready, PL.ready, "ready"),
+            (\P.fd, PL.fd, "fd"), (\P.mode, PL.mode, "mode"), (\P.comm, PL.comm, "comm"),
+        ]
+        for (path, expected, name) in p { XCTAssertEqual(MemoryLayout<P>.offset(of: path), expected, name) }
+    }
+
+    func testPollBucketsMatchTheKernelSide() {
+        let kernel = withUnsafeBytes(of: tn_poll_bounds_ns) { Array($0.bindMemory(to: UInt64.self)) }
+        XCTAssertEqual(kernel.count, Int(TN_POLL_BUCKETS))
+        XCTAssertEqual(kernel.map { Double($0) / 1e9 }, Buckets.pollSeconds)
+        XCTAssertEqual(MemoryLayout<tn_poll_hist>.size, (Int(TN_POLL_BUCKETS) + 2) * 8)
+    }
+
+    func testSyscallValuesMatch() {
+        XCTAssertEqual(WaitSyscall.poll.rawValue, UInt32(TN_SC_POLL.rawValue))
+        XCTAssertEqual(WaitSyscall.select.rawValue, UInt32(TN_SC_SELECT.rawValue))
+        XCTAssertEqual(WaitSyscall.epollPwait2.rawValue, UInt32(TN_SC_EPOLL_PWAIT2.rawValue))
+        XCTAssertEqual(EventKind.retransmit.rawValue, UInt32(TN_EVENT_RETRANSMIT.rawValue))
+        XCTAssertEqual(EventKind.poll.rawValue, UInt32(TN_EVENT_POLL.rawValue))
+    }
+
     func testKindAndModeValuesMatch() {
         XCTAssertEqual(EventKind.connect.rawValue, UInt32(TN_EVENT_CONNECT.rawValue))
         XCTAssertEqual(AttachMode(abiValue: UInt8(TN_MODE_FENTRY.rawValue)), .fentry)

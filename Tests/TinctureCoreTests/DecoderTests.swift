@@ -9,6 +9,14 @@ enum Fixtures {
     /// pid 99, tid 100, ECONNREFUSED after 500 ns, [::1]:51000 → [2001:db8::1]:443, kprobe, curl.
     static let connectV6Refused = hex("0100000063000000640000006f000000749898000000000080969800000000000700000000000000000000000a0038c7bb010002000000000000000000000000000000000000000120010db80000000000000000000000016375726c000000000000000000000000")
 
+    /// Owner pid 4711/tid 4712 (python3, client side), 3 segments, ESTABLISHED, srtt 250 µs,
+    /// 127.0.0.1:40000 → 10.0.0.2:8080, cookie 77, tracepoint.
+    static let retransmitV4 = hex("02000000671200006812000003000000001a7118020000004d00000000000000fa0000000200409c901f0103060000007f0000010000000000000000000000000a000002000000000000000000000000707974686f6e33000000000000000000")
+    /// A listener's SYN-ACK re-sent: nginx[900], SYN_RECV, 127.0.0.1:8080 → :51000, fentry.
+    static let synackV4 = hex("02000000840300008403000001000000001a7118020000000000000000000000000000000200901f38c70301030000007f0000010000000000000000000000007f0000010000000000000000000000006e67696e780000000000000000000000")
+    /// curl[4711] tid 4713 waited 300 ms in epoll_wait (timeout 5000 ms) on fd 7 (cookie 4242), 1 ready, kprobe.
+    static let pollEpoll = hex("030000006712000069120000050000000037178900000000009435770000000092100000000000008813000000000000010000000700000002000000000000006375726c000000000000000000000000")
+
     static func hex(_ s: String) -> [UInt8] {
         var out: [UInt8] = []
         var i = s.startIndex
@@ -50,6 +58,63 @@ final class DecoderTests: XCTestCase {
         XCTAssertEqual(e.destination.description, "[2001:db8::1]:443")
         XCTAssertEqual(e.mode, .kprobe)
         XCTAssertEqual(e.comm, "curl")
+    }
+
+    func testDecodesRetransmit() {
+        XCTAssertEqual(Fixtures.retransmitV4.count, RetransmitEventLayout.size)
+        guard case .success(.retransmit(let r)) = EventDecoder.decode(Fixtures.retransmitV4) else {
+            return XCTFail("did not decode")
+        }
+        XCTAssertEqual(r.pid, 4711)
+        XCTAssertEqual(r.tid, 4712)
+        XCTAssertEqual(r.segs, 3)
+        XCTAssertEqual(r.cookie, 77)
+        XCTAssertEqual(r.srttUs, 250)
+        XCTAssertEqual(r.stateName, "ESTABLISHED")
+        XCTAssertEqual(r.source, .ipv4(127, 0, 0, 1, port: 40000))
+        XCTAssertEqual(r.destination, .ipv4(10, 0, 0, 2, port: 8080))
+        XCTAssertEqual(r.endpoint.description, "10.0.0.2:8080", "a client's service is the remote end")
+        XCTAssertTrue(r.ownerKnown && r.client && !r.synack)
+        XCTAssertEqual(r.mode, .tracepoint)
+        XCTAssertEqual(r.comm, "python3")
+
+        guard case .success(.retransmit(let s)) = EventDecoder.decode(Fixtures.synackV4) else {
+            return XCTFail("did not decode")
+        }
+        XCTAssertTrue(s.synack && s.ownerKnown && !s.client)
+        XCTAssertEqual(s.stateName, "SYN_RECV")
+        XCTAssertEqual(s.endpoint.description, "127.0.0.1:8080", "a server's service is the local end")
+        XCTAssertEqual(s.comm, "nginx")
+        XCTAssertEqual(s.mode, .fentry)
+    }
+
+    func testDecodesPoll() {
+        XCTAssertEqual(Fixtures.pollEpoll.count, PollEventLayout.size)
+        guard case .success(.poll(let p)) = EventDecoder.decode(Fixtures.pollEpoll) else {
+            return XCTFail("did not decode")
+        }
+        XCTAssertEqual(p.syscall, .epollWait)
+        XCTAssertEqual(p.syscall.name, "epoll_wait")
+        XCTAssertEqual(p.durationNs, 300_000_000)
+        XCTAssertEqual(p.timeoutMs, 5000)
+        XCTAssertEqual(p.ready, 1)
+        XCTAssertEqual(p.fd, 7)
+        XCTAssertEqual(p.cookie, 4242)
+        XCTAssertEqual(p.tid, 4713)
+        XCTAssertEqual(p.mode, .kprobe)
+        XCTAssertEqual(p.comm, "curl")
+
+        var bad = Fixtures.pollEpoll
+        bad[PollEventLayout.syscall] = 99
+        XCTAssertEqual(EventDecoder.decode(bad), .failure(.badSyscall(99)))
+        XCTAssertEqual(EventDecoder.decode(Array(Fixtures.pollEpoll.prefix(79))), .failure(.truncated(kind: 3, size: 79)))
+        XCTAssertEqual(EventDecoder.decode(Array(Fixtures.retransmitV4.prefix(95))), .failure(.truncated(kind: 2, size: 95)))
+    }
+
+    func testTCPStateNames() {
+        XCTAssertEqual(TCPState.name(2), "SYN_SENT")
+        XCTAssertEqual(TCPState.name(10), "LISTEN")
+        XCTAssertEqual(TCPState.name(99), "STATE_99")
     }
 
     func testTruncatedUnknownAndBadFamilyAreErrorsNotCrashes() {

@@ -37,7 +37,79 @@ final class HistogramTests: XCTestCase {
     }
 }
 
+final class AggregationTests: XCTestCase {
+    func testRetransmitsCountSegmentsByOwnerEndpointAndState() {
+        var a = Aggregates()
+        for fixture in [Fixtures.retransmitV4, Fixtures.retransmitV4, Fixtures.synackV4] {
+            guard case .success(let e) = EventDecoder.decode(fixture) else { return XCTFail() }
+            a.record(e)
+        }
+        XCTAssertEqual(a.retransmits.series[["python3", "10.0.0.2:8080", "ESTABLISHED"]], 6)
+        XCTAssertEqual(a.retransmits.series[["nginx", "127.0.0.1:8080", "SYN_RECV"]], 1)
+        XCTAssertEqual(a.eventsReceived[.retransmit], 3)
+    }
+
+    func testUnknownOwnerIsLabelledSo() {
+        guard case .success(.retransmit(var r)) = EventDecoder.decode(Fixtures.retransmitV4) else { return XCTFail() }
+        r.ownerKnown = false
+        r.comm = ""
+        var a = Aggregates()
+        a.record(.retransmit(r))
+        XCTAssertEqual(a.retransmits.series.keys.first?.first, "unknown")
+    }
+
+    func testPollEventsOnlyCountAsReceived() {
+        guard case .success(let e) = EventDecoder.decode(Fixtures.pollEpoll) else { return XCTFail() }
+        var a = Aggregates()
+        a.record(e)
+        XCTAssertEqual(a.eventsReceived[.poll], 1)
+        XCTAssertTrue(a.connectDuration.series.isEmpty && a.retransmits.series.isEmpty)
+    }
+
+    func testCounterFamilyCapFolds() {
+        var f = CounterFamily(name: "c_total", help: "h", labelNames: ["comm", "endpoint", "state"], seriesCap: 1,
+                              foldable: ["comm", "endpoint"])
+        f.add(["a", "x:1", "ESTABLISHED"], 2)
+        f.add(["b", "y:2", "SYN_SENT"], 3)
+        XCTAssertEqual(f.series[["other", "other", "SYN_SENT"]], 3)
+        XCTAssertEqual(f.folded, 1)
+    }
+}
+
 final class ExpositionTests: XCTestCase {
+    func testPollWaitHistogramFromKernelRowsExactText() {
+        var counts = [UInt64](repeating: 0, count: Buckets.pollSeconds.count + 1)
+        counts[0] = 2      // ≤ 10 µs
+        counts[9] = 1      // ≤ 0.5 s
+        counts[16] = 1     // above 60 s
+        var o = SelfObservation()
+        o.pollWaits = [PollHistogramRow(comm: "curl", syscall: "poll", counts: counts, sumNs: 61_300_000_020)]
+        let text = ExpositionWriter.render(Aggregates(), o)
+        let expected = """
+            tincture_poll_wait_seconds_bucket{comm="curl",syscall="poll",le="1e-05"} 2
+            tincture_poll_wait_seconds_bucket{comm="curl",syscall="poll",le="0.0001"} 2
+            """
+        XCTAssertTrue(text.contains(expected), text)
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_bucket{comm=\"curl\",syscall=\"poll\",le=\"0.25\"} 2\n"))
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_bucket{comm=\"curl\",syscall=\"poll\",le=\"0.5\"} 3\n"))
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_bucket{comm=\"curl\",syscall=\"poll\",le=\"60\"} 3\n"))
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_bucket{comm=\"curl\",syscall=\"poll\",le=\"+Inf\"} 4\n"))
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_sum{comm=\"curl\",syscall=\"poll\"} 61.30000002\n"))
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_count{comm=\"curl\",syscall=\"poll\"} 4\n"))
+    }
+
+    func testPollWaitRowsPastTheCapMergeIntoOther() {
+        let one = [UInt64](repeating: 0, count: Buckets.pollSeconds.count) + [1]
+        var o = SelfObservation()
+        o.seriesCap = 1
+        o.pollWaits = [PollHistogramRow(comm: "a", syscall: "poll", counts: one, sumNs: 1),
+                       PollHistogramRow(comm: "b", syscall: "poll", counts: one, sumNs: 1),
+                       PollHistogramRow(comm: "c", syscall: "poll", counts: one, sumNs: 1)]
+        let text = ExpositionWriter.render(Aggregates(), o)
+        XCTAssertTrue(text.contains("tincture_poll_wait_seconds_count{comm=\"other\",syscall=\"poll\"} 2\n"), text)
+        XCTAssertTrue(text.contains("tincture_series_folded_total{family=\"tincture_poll_wait_seconds\"} 2\n"), text)
+    }
+
     func testExactHistogramText() {
         var f = HistogramFamily(name: "t_seconds", help: "Test.", labelNames: ["comm", "endpoint"],
                                 bounds: [0.5, 1.5], seriesCap: 10, foldable: [])
@@ -69,7 +141,7 @@ final class ExpositionTests: XCTestCase {
         a.recordDecodeError(.unknownKind(9))
         var o = SelfObservation()
         o.lostEvents = [.connect: 3]
-        o.kernelUntracked = ["pending_connect_map_full": 0]
+        o.kernelUntracked = ["owner_map_full": 0]
         o.subscriberDrops = 5
         o.subscribers = 1
         o.probes = [.init(hook: "tcp_connect", mode: .tracepoint), .init(hook: "tcp_other", mode: nil)]
@@ -85,12 +157,16 @@ final class ExpositionTests: XCTestCase {
             # HELP tincture_events_total Events received from the kernel ring buffer, by kind.
             # TYPE tincture_events_total counter
             tincture_events_total{kind="connect"} 1
+            tincture_events_total{kind="retransmit"} 0
+            tincture_events_total{kind="poll"} 0
             # HELP tincture_events_lost_total Events dropped in the kernel because the ring buffer was full, by kind.
             # TYPE tincture_events_lost_total counter
             tincture_events_lost_total{kind="connect"} 3
+            tincture_events_lost_total{kind="retransmit"} 0
+            tincture_events_lost_total{kind="poll"} 0
             # HELP tincture_kernel_untracked_total Kernel-side state the BPF programs could not record, by reason.
             # TYPE tincture_kernel_untracked_total counter
-            tincture_kernel_untracked_total{reason="pending_connect_map_full"} 0
+            tincture_kernel_untracked_total{reason="owner_map_full"} 0
             # HELP tincture_decode_errors_total Ring-buffer records the agent could not decode, by reason.
             # TYPE tincture_decode_errors_total counter
             tincture_decode_errors_total{reason="unknown_kind"} 1
@@ -103,6 +179,8 @@ final class ExpositionTests: XCTestCase {
             # HELP tincture_series_folded_total Observations folded into label value "other" because a family reached its series cap.
             # TYPE tincture_series_folded_total counter
             tincture_series_folded_total{family="tincture_tcp_connect_duration_seconds"} 0
+            tincture_series_folded_total{family="tincture_tcp_retransmits_total"} 0
+            tincture_series_folded_total{family="tincture_poll_wait_seconds"} 0
             # HELP tincture_probe_info Attach mode of each hook (1 per hook); mode="none" when it could not attach.
             # TYPE tincture_probe_info gauge
             tincture_probe_info{hook="tcp_connect",mode="tracepoint"} 1

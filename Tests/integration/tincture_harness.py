@@ -108,6 +108,35 @@ class Netns:
         assert proc.stdout.readline().strip() == "ready"
         return proc
 
+    def sink(self, port, host="127.0.0.1", delay=0.0):
+        """A server that reads each connection to EOF and answers with the byte count;
+        with `delay`, it first waits that long and sends one byte (a late answer)."""
+        code = (
+            "import socket,threading,time\n"
+            f"s=socket.socket(socket.AF_INET6 if ':' in {host!r} else socket.AF_INET)\n"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            f"s.bind(({host!r},{port}));s.listen(128)\n"
+            "def serve(c):\n"
+            f"    if {delay!r} > 0:\n"
+            f"        time.sleep({delay!r}); c.sendall(b'x'); time.sleep(2); c.close(); return\n"
+            "    n=0\n"
+            "    while True:\n"
+            "        b=c.recv(65536)\n"
+            "        if not b: break\n"
+            "        n+=len(b)\n"
+            "    c.sendall(str(n).encode()+b'\\n'); c.close()\n"
+            "print('ready',flush=True)\n"
+            "while True:\n"
+            "    c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n")
+        proc = subprocess.Popen(self.exec_args(sys.executable, "-c", code), stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def run_client(self, script, *args, timeout=120):
+        out = subprocess.run(self.exec_args(sys.executable, str(HERE / script), *map(str, args)),
+                             check=True, capture_output=True, text=True, timeout=timeout).stdout
+        return json.loads(out)
+
     def connect(self, host, port, comm):
         """Runs tests/integration/connect_client.py in the namespace; returns its JSON report."""
         out = subprocess.run(

@@ -6,9 +6,19 @@
 #include "../../../bpf/tincture.h"
 
 struct bpf_object;
+struct tincture_bpf;
 
 /* The BPF object embedded in this binary at build time. */
 const void *tn_bpf_object_bytes(size_t *size);
+
+/* Open the embedded object (not loaded yet) with its load-time configuration. */
+struct tincture_bpf *tn_skel_open(const struct tn_config *config);
+struct bpf_object *tn_skel_object(struct tincture_bpf *skel);
+/* Free the object; detach links first (bpf_link__destroy). */
+void tn_skel_destroy(struct tincture_bpf *skel);
+
+/* The poll-wait histogram bounds the BPF programs use, for checks on the Swift side. */
+static const __u64 tn_poll_bounds_ns[TN_POLL_BUCKETS] = TN_POLL_BOUNDS_NS;
 
 /*
  * libbpf's own messages go to an in-memory log instead of stderr, so a

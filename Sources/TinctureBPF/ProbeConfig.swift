@@ -1,0 +1,15 @@
+import Glibc
+
+/// Load-time constants the BPF programs are specialised with (`struct tn_config`).
+public struct ProbeConfig: Sendable {
+    public static let defaultPollMinNs: UInt64 = 10_000_000
+
+    /// Waits at least this long travel as events; every wait is counted in the kernel histogram.
+    public var pollMinNs: UInt64 = defaultPollMinNs
+    /// The agent's own process: its waits are never traced (they would feed back).
+    public var selfTgid: UInt32 = UInt32(getpid())
+    /// Whether the retransmit hook is attached (connect events then take its SYN count).
+    public var retransmitHook = false
+
+    public init() {}
+}
