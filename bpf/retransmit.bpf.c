@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * TCP retransmissions, data and SYN (__tcp_retransmit_skb) and SYN-ACK
+ * TCP retransmissions, data and SYN (tcp_retransmit_skb) and SYN-ACK
  * (tcp_rtx_synack), attributed to the socket's owner from tn_owners. The
  * owner is recorded in process context: at connect() (connect family), at
  * listen() and on every send (here).
- *   fentry:     __tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg
+ *   fentry:     tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg
  *   kprobe:     the same functions
  *   tracepoint: tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack,
  *               sock/inet_sock_set_state (->LISTEN), sock/sock_send_length
@@ -91,7 +91,13 @@ static __always_inline void on_send(struct sock *sk)
 
 /* ---- fentry ---- */
 
-SEC("fentry/__tcp_retransmit_skb")
+/*
+ * tcp_retransmit_skb, not __tcp_retransmit_skb: compilers split the latter
+ * (Debian 6.1 calls __tcp_retransmit_skb.part.0 directly), so a probe on it
+ * misses retransmits. The cost: tail loss probes, which call
+ * __tcp_retransmit_skb themselves, go uncounted in these two modes.
+ */
+SEC("fentry/tcp_retransmit_skb")
 int BPF_PROG(tn_fentry_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb, int segs)
 {
 	__u32 n = skb_pcount(skb);
@@ -124,7 +130,7 @@ int BPF_PROG(tn_fentry_tcp_sendmsg, struct sock *sk)
 
 /* ---- kprobe ---- */
 
-SEC("kprobe/__tcp_retransmit_skb")
+SEC("kprobe/tcp_retransmit_skb")
 int BPF_KPROBE(tn_kprobe_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb, int segs)
 {
 	__u32 n = skb_pcount(skb);

@@ -25,9 +25,9 @@ public struct AttachPlan: Sendable {
 /// kernel: load the variant's programs alone and attach them. The first that
 /// works is chosen; the trial is undone.
 public enum AttachPlanner {
-    /// `requested` nil means auto: every mode, cheapest first.
-    public static func candidates(_ requested: AttachMode?) -> [AttachMode] {
-        requested.map { [$0] } ?? AttachMode.allCases
+    /// `requested` nil means auto: every mode, in the hook's order of preference.
+    public static func candidates(_ requested: AttachMode?, _ hook: HookSpec) -> [AttachMode] {
+        requested.map { [$0] } ?? hook.preference
     }
 
     /// `exhaustive` tries every candidate even after one works (for `tincture check`).
@@ -37,7 +37,7 @@ public enum AttachPlanner {
         var entries: [AttachPlan.Entry] = []
         for hook in hooks {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
-            for mode in candidates(requested) {
+            for mode in candidates(requested, hook) {
                 if entry.mode != nil && !exhaustive { break }
                 let failure = trial(hook, mode, facts, config)
                 entry.attempts.append((mode, failure))

@@ -8,6 +8,8 @@ public struct HookSpec: Sendable, Equatable {
     public let programs: [AttachMode: [String]]
     /// Modes whose programs are classic tracepoints, which need tracefs mounted.
     public var needsTracefs: Set<AttachMode> = []
+    /// The order `auto` tries modes in: cheapest per event first, unless a mode sees less.
+    public var preference: [AttachMode] = AttachMode.allCases
 
     public func programs(for mode: AttachMode) -> [String] { programs[mode] ?? [] }
 }
@@ -32,7 +34,9 @@ public enum Hooks {
                       "tn_kprobe_inet_csk_listen_start", "tn_kprobe_tcp_sendmsg"],
             .tracepoint: ["tn_tp_tcp_retransmit_skb", "tn_tp_tcp_retransmit_synack",
                           "tn_tp_listen_owner", "tn_tp_sock_send_length"],
-        ])
+        ],
+        // The BTF tracepoint sees tail loss probes, which the probed functions miss.
+        preference: [.tracepoint, .fentry, .kprobe])
 
     static let waitSyscalls = ["poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"]
 
@@ -54,8 +58,8 @@ public enum Hooks {
         case ("tcp_connect", .fentry): return "fentry tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .kprobe): return "kprobe tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .tracepoint): return "tp_btf sock/inet_sock_set_state"
-        case ("tcp_retransmit", .fentry): return "fentry __tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
-        case ("tcp_retransmit", .kprobe): return "kprobe __tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
+        case ("tcp_retransmit", .fentry): return "fentry tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
+        case ("tcp_retransmit", .kprobe): return "kprobe tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
         case ("tcp_retransmit", .tracepoint):
             return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, sock/sock_send_length"
         case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"

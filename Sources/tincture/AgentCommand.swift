@@ -28,7 +28,7 @@ struct AgentCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Unix socket for the live event stream (created with mode 0600).", valueName: "path"))
     var eventsSocket: String = AgentConfig.defaultEventsSocket
 
-    @Option(help: ArgumentHelp("How to attach each hook: auto picks, per hook, the cheapest mode the kernel accepts (fentry, then tracepoint, then kprobe).",
+    @Option(help: ArgumentHelp("How to attach each hook: auto picks, per hook, the cheapest mode the kernel accepts (fentry, then tracepoint, then kprobe; tracepoint first for retransmits, the only mode that sees tail loss probes).",
                                valueName: "auto|fentry|kprobe|tracepoint"))
     var attach: AttachChoice = .auto
 

@@ -144,7 +144,10 @@ def test_long_wait_is_an_event_with_the_socket_cookie(agent, tail, how, syscalls
     e = events[0]
     print(f"{how}: client {r['elapsed_ns'] / 1e6:.1f} ms, agent {e['duration_ns'] / 1e6:.1f} ms, "
           f"syscall {e['syscall']}, cookie {e['cookie']} (client's {r['cookie']}), mode {e['mode']}")
-    assert abs(e["duration_ns"] - 300e6) <= 30e6, e
+    # The peer answers after 300 ms; the client's own clock says how long it really waited
+    # (under emulation the peer can be late). The kernel's figure must agree within 10 %.
+    assert 0.29e9 <= r["elapsed_ns"] < 0.6e9, r
+    assert abs(e["duration_ns"] - r["elapsed_ns"]) <= 0.1 * r["elapsed_ns"], (e, r)
     assert e["pid"] == r["pid"] and e["comm"] == comm
     assert e["ready"] == 1 and e["timeout_ms"] == 5000
     assert e["cookie"] == r["cookie"] and e["fd"] == r["fd"]
