@@ -185,10 +185,10 @@ static __always_inline void count_wait(__u32 sc, __u64 dur)
 			break;
 		}
 	}
-	/* per-CPU value, but a softirq-free path: plain adds suffice */
-	if (bucket <= TN_POLL_BUCKETS)
-		h->counts[bucket] += 1;
-	h->sum_ns += dur;
+	/* per-CPU, but a preempted program can meet another on this CPU: add atomically */
+	if (bucket <= TN_POLL_BUCKETS) /* always true; bounds the index for the verifier */
+		__sync_fetch_and_add(&h->counts[bucket], 1);
+	__sync_fetch_and_add(&h->sum_ns, dur);
 }
 
 static __always_inline void wait_exit(long ret, __u8 mode)
