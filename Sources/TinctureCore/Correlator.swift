@@ -1,0 +1,227 @@
+/// The first bytes of one send or receive on a TCP socket, as the payload hook
+/// captures them (only payloads that start like HTTP/1.x reach here).
+public struct PayloadSample: Equatable, Sendable {
+    public enum Direction: Sendable { case send, receive }
+
+    public var cookie: UInt64
+    public var pid: UInt32
+    public var tid: UInt32
+    public var comm: String
+    public var direction: Direction
+    /// CLOCK_MONOTONIC nanoseconds.
+    public var timestampNs: UInt64
+    public var local: SocketAddress
+    public var remote: SocketAddress
+    public var bytes: [UInt8]
+
+    public init(cookie: UInt64, pid: UInt32, tid: UInt32, comm: String, direction: Direction, timestampNs: UInt64,
+                local: SocketAddress, remote: SocketAddress, bytes: [UInt8]) {
+        self.cookie = cookie
+        self.pid = pid
+        self.tid = tid
+        self.comm = comm
+        self.direction = direction
+        self.timestampNs = timestampNs
+        self.local = local
+        self.remote = remote
+        self.bytes = bytes
+    }
+}
+
+/// What the kernel did to one HTTP request, from its request bytes to the first
+/// bytes of its response (or the end that stopped it).
+public struct RequestRecord: Equatable, Sendable {
+    public enum Side: String, Sendable { case client, server }
+    public enum End: String, Sendable {
+        /// First response bytes seen.
+        case responded
+        /// Another request started on the socket before a response was seen.
+        case superseded
+        /// No response within the correlator's timeout.
+        case timedOut = "timed_out"
+        /// Evicted to keep memory bounded.
+        case evicted
+    }
+
+    public var requestID: String
+    public var side: Side
+    public var pid: UInt32
+    public var tid: UInt32
+    public var comm: String
+    public var cookie: UInt64
+    public var method: String
+    public var target: String
+    /// 0 when no response status was seen.
+    public var status: Int
+    public var local: SocketAddress
+    public var remote: SocketAddress
+    /// CLOCK_MONOTONIC when the request bytes crossed the socket.
+    public var startNs: UInt64
+    /// Connect latency when this request opened the connection, else 0.
+    public var connectNs: UInt64
+    public var synRetransmits: UInt32
+    /// Segments retransmitted on the socket while the request was in flight.
+    public var retransmits: UInt32
+    /// Time threads waited in poll/select/epoll on this request's socket or thread.
+    public var pollWaitNs: UInt64
+    /// Request bytes to first response bytes; 0 unless `end == .responded`.
+    public var ttfbNs: UInt64
+    public var end: End
+
+    /// The service end: the remote for a client, the local end for a server.
+    public var endpoint: SocketAddress { side == .client ? remote : local }
+}
+
+/// Joins HTTP requests seen on sockets with what the kernel did to them: the connect
+/// that opened the socket, retransmits on it, poll waits on it or on the thread
+/// that sent the request. Pure and single-threaded: the agent's reader thread owns
+/// it. Memory is bounded whatever the traffic; every eviction is counted.
+public struct Correlator: Sendable {
+    public struct Limits: Sendable {
+        public var maxInFlight = 10_000
+        /// Sockets remembered (their connect, until the first request; their request count).
+        public var maxSockets = 50_000
+        public var requestTimeoutNs: UInt64 = 60_000_000_000
+        public init() {}
+    }
+
+    struct InFlight: Sendable {
+        var record: RequestRecord
+    }
+
+    struct PendingConnect: Sendable {
+        var durationNs: UInt64
+        var synRetransmits: UInt32
+    }
+
+    struct SocketState: Sendable {
+        var connect: PendingConnect?
+        /// Requests seen so far, for generated IDs ("sk-<cookie>-<n>").
+        var requests: UInt32 = 0
+        var lastSeenNs: UInt64
+    }
+
+    public let limits: Limits
+    public let extractor: RequestIDExtractor
+    private var inFlight: [UInt64: InFlight] = [:]
+    /// tid → cookie of the request that thread sent and still waits on.
+    private var threadRequests: [UInt32: UInt64] = [:]
+    private var sockets: [UInt64: SocketState] = [:]
+    public private(set) var evictedInFlight: UInt64 = 0
+    public private(set) var evictedSockets: UInt64 = 0
+    public private(set) var timedOut: UInt64 = 0
+
+    public init(limits: Limits = Limits(), extractor: RequestIDExtractor = RequestIDExtractor()) {
+        self.limits = limits
+        self.extractor = extractor
+    }
+
+    public var inFlightCount: Int { inFlight.count }
+
+    /// A finished connect: the first request on that socket inherits its cost.
+    public mutating func connected(_ c: ConnectEvent) {
+        guard c.result == .ok, c.cookie != 0 else { return }
+        // A new connect on this cookie is a new connection: its request count starts over.
+        touch(c.cookie, atNs: c.endNs)
+        sockets[c.cookie] = SocketState(connect: PendingConnect(durationNs: c.durationNs,
+                                                                synRetransmits: c.synRetransmits),
+                                        requests: 0, lastSeenNs: c.endNs)
+    }
+
+    /// Make room for a socket not seen before: past the cap, forget the tenth least
+    /// recently seen (one scan per tenth of the cap, not one per socket).
+    private mutating func touch(_ cookie: UInt64, atNs: UInt64) {
+        if sockets[cookie] != nil {
+            sockets[cookie]!.lastSeenNs = atNs
+            return
+        }
+        guard sockets.count >= limits.maxSockets else { return }
+        let drop = max(1, limits.maxSockets / 10)
+        for key in sockets.sorted(by: { $0.value.lastSeenNs < $1.value.lastSeenNs }).prefix(drop).map(\.key)
+        where inFlight[key] == nil {
+            sockets[key] = nil
+            evictedSockets += 1
+        }
+    }
+
+    /// A captured payload; returns the records it finished (a response, or a request
+    /// that a new one superseded).
+    public mutating func payload(_ p: PayloadSample) -> [RequestRecord] {
+        guard p.cookie != 0, let head = HTTPParser.parse(p.bytes) else { return [] }
+        switch head {
+        case .request(let request):
+            var finished: [RequestRecord] = []
+            if let previous = finish(p.cookie, end: .superseded, status: 0, atNs: p.timestampNs) {
+                finished.append(previous)
+            }
+            begin(request, p)
+            return finished
+        case .response(let response):
+            guard let current = inFlight[p.cookie] else { return [] }
+            // A client receives its response; a server sends it.
+            let expected: PayloadSample.Direction = current.record.side == .client ? .receive : .send
+            guard p.direction == expected else { return [] }
+            return finish(p.cookie, end: .responded, status: response.status, atNs: p.timestampNs).map { [$0] } ?? []
+        }
+    }
+
+    public mutating func retransmitted(_ r: RetransmitEvent) {
+        guard r.cookie != 0, inFlight[r.cookie] != nil else { return }
+        inFlight[r.cookie]!.record.retransmits += r.segs
+    }
+
+    /// A long wait joins the request on its single socket, else the request its thread sent.
+    public mutating func waited(_ w: PollEvent) {
+        var cookie = w.cookie != 0 && inFlight[w.cookie] != nil ? w.cookie : nil
+        if cookie == nil, let byThread = threadRequests[w.tid], inFlight[byThread] != nil { cookie = byThread }
+        guard let cookie, let current = inFlight[cookie], w.endNs > current.record.startNs else { return }
+        // Only the part of the wait after the request was sent belongs to it.
+        inFlight[cookie]!.record.pollWaitNs += w.endNs - max(w.startNs, current.record.startNs)
+    }
+
+    /// Ends requests with no response after the timeout; returns them.
+    public mutating func expire(nowNs: UInt64) -> [RequestRecord] {
+        let stale = inFlight.filter { nowNs > $0.value.record.startNs &+ limits.requestTimeoutNs }.keys
+        return stale.compactMap { cookie in
+            timedOut += 1
+            return finish(cookie, end: .timedOut, status: 0, atNs: nowNs)
+        }
+    }
+
+    private mutating func begin(_ request: HTTPRequestHead, _ p: PayloadSample) {
+        if inFlight.count >= limits.maxInFlight,
+           let oldest = inFlight.min(by: { $0.value.record.startNs < $1.value.record.startNs })?.key {
+            _ = finish(oldest, end: .evicted, status: 0, atNs: p.timestampNs)
+            evictedInFlight += 1
+        }
+        let side: RequestRecord.Side = p.direction == .send ? .client : .server
+        touch(p.cookie, atNs: p.timestampNs)
+        var socket = sockets[p.cookie] ?? SocketState(lastSeenNs: p.timestampNs)
+        socket.requests += 1
+        let n = socket.requests
+        var record = RequestRecord(
+            requestID: extractor.requestID(of: request) ?? "sk-\(p.cookie)-\(n)",
+            side: side, pid: p.pid, tid: p.tid, comm: p.comm, cookie: p.cookie,
+            method: request.method, target: request.target, status: 0, local: p.local, remote: p.remote,
+            startNs: p.timestampNs, connectNs: 0, synRetransmits: 0, retransmits: 0, pollWaitNs: 0, ttfbNs: 0,
+            end: .responded)
+        // The request that first used a freshly connected socket paid for the connect.
+        if side == .client, let connect = socket.connect {
+            record.connectNs = connect.durationNs
+            record.synRetransmits = connect.synRetransmits
+            socket.connect = nil
+        }
+        sockets[p.cookie] = socket
+        inFlight[p.cookie] = InFlight(record: record)
+        if side == .client { threadRequests[p.tid] = p.cookie }
+    }
+
+    private mutating func finish(_ cookie: UInt64, end: RequestRecord.End, status: Int, atNs: UInt64) -> RequestRecord? {
+        guard var record = inFlight.removeValue(forKey: cookie)?.record else { return nil }
+        if threadRequests[record.tid] == cookie { threadRequests[record.tid] = nil }
+        record.end = end
+        record.status = status
+        record.ttfbNs = end == .responded && atNs > record.startNs ? atNs - record.startNs : 0
+        return record
+    }
+}

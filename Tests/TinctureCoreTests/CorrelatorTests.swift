@@ -1,0 +1,143 @@
+import XCTest
+@testable import TinctureCore
+
+final class CorrelatorTests: XCTestCase {
+    let client = SocketAddress.ipv4(127, 0, 0, 1, port: 40000)
+    let server = SocketAddress.ipv4(127, 0, 0, 1, port: 8080)
+    let ms: UInt64 = 1_000_000
+
+    func sample(_ text: String, _ direction: PayloadSample.Direction, at t: UInt64, cookie: UInt64 = 7,
+                tid: UInt32 = 101, serverSide: Bool = false) -> PayloadSample {
+        PayloadSample(cookie: cookie, pid: serverSide ? 200 : 100, tid: tid, comm: serverSide ? "server" : "curl",
+                      direction: direction, timestampNs: t,
+                      local: serverSide ? server : client, remote: serverSide ? client : server, bytes: Array(text.utf8))
+    }
+
+    func connect(cookie: UInt64 = 7, duration: UInt64, syn: UInt32) -> ConnectEvent {
+        ConnectEvent(pid: 100, tid: 101, error: 0, endNs: 1000 * ms + duration, startNs: 1000 * ms, cookie: cookie,
+                     synRetransmits: syn, source: client, destination: server, established: true, mode: .tracepoint,
+                     comm: "curl")
+    }
+
+    func get(_ id: String? = nil, path: String = "/") -> String {
+        "GET \(path) HTTP/1.1\r\nHost: s\r\n" + (id.map { "X-Request-ID: \($0)\r\n" } ?? "") + "\r\n"
+    }
+
+    func testClientRequestJoinsItsConnectRetransmitsAndPollWait() {
+        var c = Correlator()
+        c.connected(connect(duration: 1002 * ms, syn: 1))
+        XCTAssertEqual(c.payload(sample(get("test-123", path: "/slow"), .send, at: 1001 * ms)), [])
+        c.retransmitted(RetransmitEvent(pid: 100, tid: 101, segs: 2, timestampNs: 1100 * ms, cookie: 7, srttUs: 50,
+                                        source: client, destination: server, state: 1, mode: .tracepoint,
+                                        synack: false, ownerKnown: true, client: true, comm: "curl"))
+        // Waited 1000..1311 ms: only the 310 ms after the request was sent count.
+        c.waited(PollEvent(pid: 100, tid: 101, syscall: .poll, endNs: 1311 * ms, startNs: 1000 * ms, cookie: 7,
+                           timeoutMs: -1, ready: 1, fd: 5, mode: .tracepoint, comm: "curl"))
+        let done = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1312 * ms))
+        XCTAssertEqual(done.count, 1)
+        let r = done[0]
+        XCTAssertEqual(r.requestID, "test-123")
+        XCTAssertEqual(r.side, .client)
+        XCTAssertEqual(r.method, "GET")
+        XCTAssertEqual(r.target, "/slow")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.connectNs, 1002 * ms)
+        XCTAssertEqual(r.synRetransmits, 1)
+        XCTAssertEqual(r.retransmits, 2)
+        XCTAssertEqual(r.pollWaitNs, 310 * ms)
+        XCTAssertEqual(r.ttfbNs, 311 * ms)
+        XCTAssertEqual(r.end, .responded)
+        XCTAssertEqual(r.endpoint, server)
+        XCTAssertEqual(c.inFlightCount, 0)
+    }
+
+    func testKeepAliveGivesOneRecordPerRequestAndOnlyTheFirstPaysTheConnect() {
+        var c = Correlator()
+        c.connected(connect(duration: 1002 * ms, syn: 1))
+        var records: [RequestRecord] = []
+        for i in 0..<3 {
+            let t = UInt64(1001 + 10 * i) * ms
+            records += c.payload(sample(get("r\(i)"), .send, at: t))
+            records += c.payload(sample("HTTP/1.1 204 No Content\r\n\r\n", .receive, at: t + 2 * ms))
+        }
+        XCTAssertEqual(records.map(\.requestID), ["r0", "r1", "r2"])
+        XCTAssertEqual(records.map(\.connectNs), [1002 * ms, 0, 0])
+        XCTAssertEqual(records.map(\.synRetransmits), [1, 0, 0])
+        XCTAssertEqual(records.map(\.ttfbNs), [2 * ms, 2 * ms, 2 * ms])
+    }
+
+    func testTraceparentAndGeneratedIDs() {
+        var c = Correlator()
+        let tp = "GET / HTTP/1.1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n"
+        _ = c.payload(sample(tp, .send, at: 1 * ms))
+        var r = c.payload(sample("HTTP/1.1 200 OK\r\n", .receive, at: 2 * ms))
+        XCTAssertEqual(r.first?.requestID, "4bf92f3577b34da6a3ce929d0e0e4736")
+        _ = c.payload(sample(get(), .send, at: 3 * ms))
+        r = c.payload(sample("HTTP/1.1 200 OK\r\n", .receive, at: 4 * ms))
+        XCTAssertEqual(r.first?.requestID, "sk-7-2", "generated: cookie and the request's place on the socket")
+    }
+
+    func testServerSideRecord() {
+        var c = Correlator()
+        _ = c.payload(sample(get("test-123"), .receive, at: 10 * ms, cookie: 9, tid: 300, serverSide: true))
+        // A response arriving (not sent) on a server socket is not this request's answer.
+        XCTAssertEqual(c.payload(sample("HTTP/1.1 200 OK\r\n", .receive, at: 11 * ms, cookie: 9, serverSide: true)), [])
+        let r = c.payload(sample("HTTP/1.1 500 Oops\r\n", .send, at: 310 * ms, cookie: 9, tid: 300, serverSide: true))
+        XCTAssertEqual(r.first?.side, .server)
+        XCTAssertEqual(r.first?.requestID, "test-123")
+        XCTAssertEqual(r.first?.status, 500)
+        XCTAssertEqual(r.first?.endpoint, server, "a server's service is its own end")
+        XCTAssertEqual(r.first?.connectNs, 0)
+    }
+
+    func testPollJoinsByThreadWhenNoSingleSocket() {
+        var c = Correlator()
+        _ = c.payload(sample(get("t"), .send, at: 100 * ms, tid: 55))
+        c.waited(PollEvent(pid: 100, tid: 55, syscall: .epollWait, endNs: 400 * ms, startNs: 100 * ms, cookie: 0,
+                           timeoutMs: 1000, ready: 1, fd: -1, mode: .tracepoint, comm: "curl"))
+        c.waited(PollEvent(pid: 100, tid: 56, syscall: .epollWait, endNs: 400 * ms, startNs: 100 * ms, cookie: 0,
+                           timeoutMs: 1000, ready: 1, fd: -1, mode: .tracepoint, comm: "curl"))
+        let r = c.payload(sample("HTTP/1.1 200 OK\r\n", .receive, at: 401 * ms, tid: 55))
+        XCTAssertEqual(r.first?.pollWaitNs, 300 * ms, "only the sending thread's wait joins")
+    }
+
+    func testSupersededTimedOutAndEvictedAreCountedEnds() {
+        var limits = Correlator.Limits()
+        limits.maxInFlight = 2
+        limits.requestTimeoutNs = 1000 * ms
+        var c = Correlator(limits: limits)
+        _ = c.payload(sample(get("a"), .send, at: 1 * ms, cookie: 1))
+        let superseded = c.payload(sample(get("b"), .send, at: 2 * ms, cookie: 1))
+        XCTAssertEqual(superseded.map(\.end), [.superseded])
+        XCTAssertEqual(superseded.first?.ttfbNs, 0)
+        _ = c.payload(sample(get("c"), .send, at: 3 * ms, cookie: 2))
+        _ = c.payload(sample(get("d"), .send, at: 4 * ms, cookie: 3))  // third in flight: the oldest goes
+        XCTAssertEqual(c.evictedInFlight, 1)
+        XCTAssertEqual(c.inFlightCount, 2)
+        let expired = c.expire(nowNs: 2000 * ms)
+        XCTAssertEqual(Set(expired.map(\.requestID)), ["c", "d"])
+        XCTAssertEqual(Set(expired.map(\.end)), [.timedOut])
+        XCTAssertEqual(c.timedOut, 2)
+        XCTAssertEqual(c.inFlightCount, 0)
+    }
+
+    func testSocketMemoryIsBounded() {
+        var limits = Correlator.Limits()
+        limits.maxSockets = 100
+        var c = Correlator(limits: limits)
+        for cookie in 1...1000 as ClosedRange<UInt64> {
+            c.connected(connect(cookie: cookie, duration: ms, syn: 0))
+        }
+        XCTAssertGreaterThan(c.evictedSockets, 0)
+        XCTAssertLessThanOrEqual(1000 - Int(c.evictedSockets), 101)
+    }
+
+    func testNonHTTPAndUnknownSocketsAreIgnored() {
+        var c = Correlator()
+        XCTAssertEqual(c.payload(PayloadSample(cookie: 7, pid: 1, tid: 1, comm: "x", direction: .send, timestampNs: 1,
+                                               local: client, remote: server, bytes: [0x16, 0x03, 0x01, 0, 5])), [])
+        XCTAssertEqual(c.payload(sample("HTTP/1.1 200 OK\r\n", .receive, at: 5)), [], "a response with no request")
+        XCTAssertEqual(c.payload(sample(get("x"), .send, at: 5, cookie: 0)), [], "no cookie: cannot join")
+        XCTAssertEqual(c.inFlightCount, 0)
+    }
+}
