@@ -118,10 +118,18 @@ static __always_inline void tn_read_endpoints(struct sock *sk, bool request_sock
 	}
 }
 
-/* The cookie as stored; kprobe and classic tracepoint programs cannot call the helper. */
-static __always_inline __u64 tn_stored_cookie(struct sock *sk)
+/*
+ * A stable id for a socket where the cookie helper cannot be called (kprobes,
+ * classic tracepoints, pointers from probe reads): its cookie when the kernel
+ * has assigned one (the connect hook assigns one on every ESTABLISHED socket
+ * in fentry and tracepoint modes), else its address masked with a per-run
+ * secret, top bit set so it never equals a real cookie.
+ */
+static __always_inline __u64 tn_socket_id(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+
+	return cookie ? cookie : (((__u64)sk ^ tn_cfg.id_secret) | (1ULL << 63));
 }
 
 #endif /* TINCTURE_COMMON_BPF_H */

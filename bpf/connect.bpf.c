@@ -112,6 +112,9 @@ int BPF_PROG(tn_fentry_tcp_set_state, struct sock *sk, int state)
 {
 	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
 
+	/* give every connection a cookie: later events (and the payload hook) join on it */
+	if (state == TN_TCP_ESTABLISHED)
+		bpf_get_socket_cookie(sk);
 	if (old == TN_TCP_SYN_SENT || state == TN_TCP_CLOSE)
 		on_state_change(sk, old, state,
 				old == TN_TCP_SYN_SENT ? bpf_get_socket_cookie(sk) : 0, TN_MODE_FENTRY);
@@ -141,7 +144,7 @@ int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 
 	/* kprobes cannot call the cookie helper: use the cookie if one was assigned */
 	if (old == TN_TCP_SYN_SENT || state == TN_TCP_CLOSE)
-		on_state_change(sk, old, state, tn_stored_cookie(sk), TN_MODE_KPROBE);
+		on_state_change(sk, old, state, tn_socket_id(sk), TN_MODE_KPROBE);
 	return 0;
 }
 
@@ -157,6 +160,9 @@ int BPF_PROG(tn_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newst
 		connect_start(sk);
 		return 0;
 	}
+	/* give every connection a cookie: later events (and the payload hook) join on it */
+	if (newstate == TN_TCP_ESTABLISHED)
+		bpf_get_socket_cookie(sk);
 	if (oldstate == TN_TCP_SYN_SENT || newstate == TN_TCP_CLOSE)
 		on_state_change(sk, oldstate, newstate,
 				oldstate == TN_TCP_SYN_SENT ? bpf_get_socket_cookie(sk) : 0,

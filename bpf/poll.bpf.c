@@ -82,7 +82,7 @@ static __always_inline __u64 file_cookie(struct file *f)
 	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return 0;
 	sock = BPF_CORE_READ(f, private_data);
-	return tn_stored_cookie(BPF_CORE_READ(sock, sk));
+	return tn_socket_id(BPF_CORE_READ(sock, sk));
 }
 
 /* The one fd an epoll instance watches, or -1 if it watches none or several. */

@@ -135,7 +135,7 @@ int BPF_KPROBE(tn_kprobe_tcp_retransmit_skb, struct sock *sk, struct sk_buff *sk
 {
 	__u32 n = skb_pcount(skb);
 
-	emit(sk, sk, false, n < (__u32)segs ? n : (__u32)segs, tn_stored_cookie(sk), TN_MODE_KPROBE);
+	emit(sk, sk, false, n < (__u32)segs ? n : (__u32)segs, tn_socket_id(sk), TN_MODE_KPROBE);
 	return 0;
 }
 

@@ -16,6 +16,7 @@ enum tn_event_kind {
 	TN_EVENT_CONNECT = 1,
 	TN_EVENT_RETRANSMIT = 2,
 	TN_EVENT_POLL = 3,
+	TN_EVENT_PAYLOAD = 4,
 	TN_EVENT_KIND_MAX = 8,
 };
 
@@ -38,15 +39,21 @@ enum tn_counter {
 	TN_CTR_WAIT_MAP_FULL,                      /* poll wait start not recorded: map full */
 	TN_CTR_POLL_HIST_MAP_FULL,                 /* wait not counted: histogram map full */
 	TN_CTR_RETRANSMIT_OWNER_UNKNOWN,           /* retransmit on a socket with no recorded owner */
+	TN_CTR_RECV_MAP_FULL,                      /* receive not tracked: map full */
 	TN_COUNTER_MAX,
 };
 
 /* Load-time configuration (a const volatile global: the verifier prunes on it). */
 struct tn_config {
 	__u64 poll_min_ns;      /* waits at least this long travel as events; all are counted */
-	__u32 self_tgid;        /* the agent itself: its own waits are never traced */
+	__u64 id_secret;        /* random: masks socket addresses into ids where no cookie exists */
+	__u32 self_tgid;        /* the agent itself: its own waits and payloads are never traced */
 	__u32 retransmit_hook;  /* 1 when the retransmit hook is attached: connects take its SYN count */
+	__u32 payload_max;      /* bytes of an HTTP payload to copy, at most TN_PAYLOAD_MAX */
+	__u32 reserved;
 };
+
+#define TN_PAYLOAD_MAX 4096
 
 /* The waiting syscalls, as reported in poll events and histogram keys. */
 enum tn_syscall {
@@ -155,11 +162,44 @@ struct tn_poll_event {
 
 #define TN_POLL_EVENT_SIZE 80
 
+/* payload directions */
+#define TN_DIR_SEND 1
+#define TN_DIR_RECV 2
+
+/*
+ * The first bytes of one send or receive on a TCP socket that start like an
+ * HTTP/1.x request or response. Variable length: `len` bytes of data follow
+ * the fixed part (TN_PAYLOAD_HEADER_SIZE bytes).
+ */
+struct tn_payload_event {
+	__u32 kind;              /* TN_EVENT_PAYLOAD */
+	__u32 pid;
+	__u32 tid;
+	__u32 len;               /* bytes captured in data[] */
+	__u64 ts_ns;
+	__u64 cookie;            /* socket id: the cookie, or a masked id where none exists */
+	__u32 total;             /* bytes the syscall moved */
+	__u16 family;
+	__u16 sport;             /* local port, host order */
+	__u16 dport;             /* remote port, host order */
+	__u8 direction;          /* TN_DIR_SEND or TN_DIR_RECV */
+	__u8 mode;
+	__u8 reserved[4];
+	__u8 saddr[TN_ADDR_LEN];
+	__u8 daddr[TN_ADDR_LEN];
+	char comm[TN_COMM_LEN];
+	__u8 data[TN_PAYLOAD_MAX];
+};
+
+#define TN_PAYLOAD_HEADER_SIZE 96
+
 _Static_assert(sizeof(struct tn_connect_event) == TN_CONNECT_EVENT_SIZE,
 	       "tn_connect_event layout changed: update TinctureCore's decoder");
 _Static_assert(sizeof(struct tn_retransmit_event) == TN_RETRANSMIT_EVENT_SIZE,
 	       "tn_retransmit_event layout changed: update TinctureCore's decoder");
 _Static_assert(sizeof(struct tn_poll_event) == TN_POLL_EVENT_SIZE,
 	       "tn_poll_event layout changed: update TinctureCore's decoder");
+_Static_assert(sizeof(struct tn_payload_event) == TN_PAYLOAD_HEADER_SIZE + TN_PAYLOAD_MAX,
+	       "tn_payload_event layout changed: update TinctureCore's decoder");
 
 #endif /* TINCTURE_ABI_H */

@@ -16,6 +16,10 @@ public struct AgentConfig: Sendable {
     public var subscriberQueue: Int = 4096
     /// Poll waits at least this long are sent as events; all are counted.
     public var pollMinNs: UInt64 = ProbeConfig.defaultPollMinNs
+    /// Headers whose first present value is a request's ID.
+    public var requestIDHeaders: [String] = RequestIDExtractor.defaultHeaders
+    /// Bytes of each HTTP payload the kernel copies.
+    public var payloadMax: UInt32 = ProbeConfig.defaultPayloadMax
 
     public init() {}
 }
@@ -26,8 +30,17 @@ public final class Agent: @unchecked Sendable {
     // @unchecked: `aggregates` lives in a Mutex; the rest is set before threads start.
     public static let version = "0.1.0"
 
+    /// Everything the reader thread updates per event, behind one lock that scrapes
+    /// and `explain` queries take briefly.
+    struct State: Sendable {
+        var aggregates: Aggregates
+        var correlator: Correlator
+        var store = RequestStore()
+        var lastExpiryNs: UInt64 = 0
+    }
+
     private let config: AgentConfig
-    private let aggregates: Mutex<Aggregates>
+    private let state: Mutex<State>
     private let realtimeOffsetNs: Int64
     private var probes: LoadedProbes?
     private var stream: EventStream?
@@ -36,7 +49,8 @@ public final class Agent: @unchecked Sendable {
 
     public init(config: AgentConfig) {
         self.config = config
-        aggregates = Mutex(Aggregates(seriesCap: config.seriesCap))
+        state = Mutex(State(aggregates: Aggregates(seriesCap: config.seriesCap),
+                            correlator: Correlator(extractor: RequestIDExtractor(headers: config.requestIDHeaders))))
         realtimeOffsetNs = Clock.realtimeMinusMonotonicNs()
     }
 
@@ -66,6 +80,7 @@ public final class Agent: @unchecked Sendable {
         }
         var probeConfig = ProbeConfig()
         probeConfig.pollMinNs = config.pollMinNs
+        probeConfig.payloadMax = config.payloadMax
         let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
         for entry in plan.entries {
             if let mode = entry.mode {
@@ -83,10 +98,10 @@ public final class Agent: @unchecked Sendable {
         do {
             let probes = try LoadedProbes(plan: plan, config: probeConfig)
             self.probes = probes
-            let server = try MetricsServer(address: config.listen) { [self] path in route(path) }
-            let stream = try EventStream(path: config.eventsSocket, queueCapacity: config.subscriberQueue) { [self] in
-                helloLine()
-            }
+            let server = try MetricsServer(address: config.listen) { [self] path, accept in route(path, accept) }
+            let stream = try EventStream(path: config.eventsSocket, queueCapacity: config.subscriberQueue,
+                                         hello: { [self] in helloLine() },
+                                         explain: { [self] id in explainLines(id) })
             self.stream = stream
             let reader = try probes.makeReader { [self] bytes in consume(bytes) }
 
@@ -140,12 +155,43 @@ public final class Agent: @unchecked Sendable {
     private func consume(_ bytes: UnsafeRawBufferPointer) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            aggregates.withLock { $0.record(event) }
+            let wall = Double(Clock.nowRealtimeNs()) / 1e9
+            let finished: [RequestRecord] = state.withLock { s in
+                s.aggregates.record(event)
+                var finished: [RequestRecord] = []
+                var nowNs: UInt64 = 0
+                switch event {
+                case .connect(let c): s.correlator.connected(c); nowNs = c.endNs
+                case .retransmit(let r): s.correlator.retransmitted(r); nowNs = r.timestampNs
+                case .poll(let p): s.correlator.waited(p); nowNs = p.endNs
+                case .payload(let p): finished = s.correlator.payload(p); nowNs = p.timestampNs
+                }
+                // Requests with no answer end after the timeout; look once a second.
+                if nowNs > s.lastExpiryNs &+ 1_000_000_000 {
+                    s.lastExpiryNs = nowNs
+                    finished += s.correlator.expire(nowNs: nowNs)
+                }
+                for r in finished {
+                    s.aggregates.record(r, wallTimeSeconds: wall)
+                    s.store.add(r)
+                }
+                return finished
+            }
             if let stream, stream.hasSubscribers {
-                stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
+                if event.kind != .payload {
+                    stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
+                }
+                for r in finished { stream.publish(EventJSON.encode(r, realtimeOffsetNs: realtimeOffsetNs) + "\n") }
             }
         case .failure(let error):
-            aggregates.withLock { $0.recordDecodeError(error) }
+            state.withLock { $0.aggregates.recordDecodeError(error) }
+        }
+    }
+
+    /// `tincture explain ID`: the stored records with that ID, one JSON line each.
+    private func explainLines(_ id: String) -> [String] {
+        state.withLock { s in s.store.records(withID: id) }.map {
+            EventJSON.encode($0, realtimeOffsetNs: realtimeOffsetNs) + "\n"
         }
     }
 
@@ -159,6 +205,10 @@ public final class Agent: @unchecked Sendable {
             o.pollWaits = probes.pollHistogram()
         }
         o.seriesCap = config.seriesCap
+        let correlation = state.withLock { ($0.correlator.evictedInFlight, $0.correlator.evictedSockets, $0.store.evicted) }
+        o.kernelUntracked["requests_evicted_in_flight"] = correlation.0
+        o.kernelUntracked["sockets_evicted"] = correlation.1
+        o.kernelUntracked["request_records_evicted"] = correlation.2
         if let stream {
             let stats = stream.stats
             o.subscribers = stats.subscribers
@@ -168,12 +218,15 @@ public final class Agent: @unchecked Sendable {
         return o
     }
 
-    private func route(_ path: String) -> MetricsServer.Response {
+    private func route(_ path: String, _ accept: String?) -> MetricsServer.Response {
         switch path {
         case "/metrics":
             let o = observation()
-            let text = aggregates.withLock { ExpositionWriter.render($0, o) }
-            return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: text)
+            let om = ExpositionWriter.wantsOpenMetrics(accept: accept)
+            let text = state.withLock { ExpositionWriter.render($0.aggregates, o, openMetrics: om) }
+            return .init(status: 200,
+                         contentType: om ? ExpositionWriter.openMetricsContentType : ExpositionWriter.textContentType,
+                         body: text)
         case "/healthz":
             return readerAlive.load(ordering: .relaxed)
                 ? .init(status: 200, contentType: "text/plain; charset=utf-8", body: "ok\n")
@@ -196,6 +249,12 @@ public final class Agent: @unchecked Sendable {
 }
 
 enum Clock {
+    static func nowRealtimeNs() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
     /// CLOCK_REALTIME − CLOCK_MONOTONIC: adds to bpf_ktime_get_ns() stamps to get Unix time.
     static func realtimeMinusMonotonicNs() -> Int64 {
         var rt = timespec(), mono = timespec()

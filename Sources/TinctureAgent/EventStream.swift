@@ -25,13 +25,16 @@ final class EventStream: @unchecked Sendable {
     private let listener: Listener
     private let queueCapacity: Int
     private let hello: () -> String
+    private let explain: (String) -> [String]
     private let state = Mutex<(subscribers: [ObjectIdentifier: Subscriber], departedDrops: UInt64)>(([:], 0))
     private let subscriberCount = Atomic<Int>(0)
 
-    init(path: String, queueCapacity: Int, hello: @escaping () -> String) throws {
+    init(path: String, queueCapacity: Int, hello: @escaping () -> String,
+         explain: @escaping (String) -> [String]) throws {
         self.path = path
         self.queueCapacity = queueCapacity
         self.hello = hello
+        self.explain = explain
         listener = Listener(fd: try Sockets.listenUnix(path))
     }
 
@@ -66,8 +69,45 @@ final class EventStream: @unchecked Sendable {
         }
     }
 
-    /// A new subscriber: greeted, queued, given its writer thread; refused past the limit.
+    /// A new client. Its first line says what it wants: `subscribe` (the live stream)
+    /// or `explain ID` (the stored records of a request, then close). A client that
+    /// says nothing within a moment is a subscriber.
     private func admit(_ fd: Int32) {
+        OSThread(name: "tn-sub-writer") { [self] in
+            switch Self.readCommand(fd) {
+            case .explain(let id):
+                Sockets.setTimeouts(fd, seconds: 10)
+                for line in explain(id) where !Sockets.writeAll(fd, line) { break }
+                close(fd)
+            case .subscribe:
+                subscribe(fd)
+            }
+        }.detach()
+    }
+
+    enum Command: Equatable { case subscribe, explain(String) }
+
+    static let commandTimeoutMs: Int32 = 2000
+
+    /// The client's first line, read with a timeout; anything unreadable means subscribe.
+    static func readCommand(_ fd: Int32) -> Command {
+        var line = [UInt8]()
+        var byte: UInt8 = 0
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while line.count < 512 {
+            guard poll(&pfd, 1, commandTimeoutMs) == 1, read(fd, &byte, 1) == 1 else { break }
+            if byte == 10 { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters()
+        if text.hasPrefix("explain ") {
+            let id = String(text.dropFirst("explain ".count)).trimmingCharacters()
+            if !id.isEmpty { return .explain(id) }
+        }
+        return .subscribe
+    }
+
+    private func subscribe(_ fd: Int32) {
         if state.withLock({ $0.subscribers.count }) >= Self.maxSubscribers {
             _ = Sockets.writeAll(fd, "{\"kind\":\"error\",\"message\":\"too many subscribers (\(Self.maxSubscribers))\"}\n")
             close(fd)
@@ -77,9 +117,7 @@ final class EventStream: @unchecked Sendable {
         sub.queue.push(hello())
         state.withLock { $0.subscribers[ObjectIdentifier(sub)] = sub }
         subscriberCount.add(1, ordering: .relaxed)
-        OSThread(name: "tn-sub-writer") { [self] in
-            write(to: sub)
-        }.detach()
+        write(to: sub)
     }
 
     private func write(to sub: Subscriber) {
@@ -96,5 +134,14 @@ final class EventStream: @unchecked Sendable {
         }
         subscriberCount.subtract(1, ordering: .relaxed)
         close(sub.fd)
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while s.first?.isWhitespace == true { s.removeFirst() }
+        while s.last?.isWhitespace == true { s.removeLast() }
+        return String(s)
     }
 }

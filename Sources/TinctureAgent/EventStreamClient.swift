@@ -32,6 +32,11 @@ public final class EventStreamClient {
 
     deinit { close(fd) }
 
+    /// Send one command line (`subscribe`, `explain ID`).
+    public func send(_ line: String) -> Bool {
+        Sockets.writeAll(fd, line.hasSuffix("\n") ? line : line + "\n")
+    }
+
     /// The next line without its newline; nil at end of stream.
     public func nextLine() -> ArraySlice<UInt8>? {
         while true {

@@ -21,9 +21,9 @@ final class MetricsServer: @unchecked Sendable {
     let address: ListenAddress
     private let listener: Listener
     private let active = Atomic<Int>(0)
-    private let route: (_ path: String) -> Response
+    private let route: (_ path: String, _ accept: String?) -> Response
 
-    init(address: ListenAddress, route: @escaping (_ path: String) -> Response) throws {
+    init(address: ListenAddress, route: @escaping (_ path: String, _ accept: String?) -> Response) throws {
         self.address = address
         self.route = route
         listener = Listener(fd: try Sockets.listenTCP(address))
@@ -72,9 +72,15 @@ final class MetricsServer: @unchecked Sendable {
         } else if method != "GET" && method != "HEAD" {
             response = Response(status: 405, contentType: "text/plain; charset=utf-8", body: "only GET and HEAD\n")
         } else {
-            response = route(path)
+            response = route(path, Self.header("accept", in: request))
         }
         _ = Sockets.writeAll(fd, Self.render(response, head: method == "HEAD"))
+    }
+
+    /// The value of a request header (case-insensitive name), if present.
+    static func header(_ name: String, in bytes: [UInt8]) -> String? {
+        if case .request(let head)? = HTTPParser.parse(bytes) { return head.header(name) }
+        return nil
     }
 
     static func headerComplete(_ bytes: [UInt8]) -> Bool {

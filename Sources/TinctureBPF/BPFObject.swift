@@ -15,6 +15,8 @@ final class BPFObject {
         c.poll_min_ns = config.pollMinNs
         c.self_tgid = config.selfTgid
         c.retransmit_hook = config.retransmitHook ? 1 : 0
+        c.payload_max = config.payloadMax
+        c.id_secret = config.idSecret
         skeleton = try Libbpf.check(tn_skel_open(&c), .open, "embedded BPF object tincture")
         object = tn_skel_object(skeleton)
     }

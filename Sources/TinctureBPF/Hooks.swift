@@ -50,7 +50,19 @@ public enum Hooks {
         ],
         needsTracefs: [.tracepoint])
 
-    public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait]
+    static let sendSyscalls = ["write", "sendto", "sendmsg", "writev"]
+    static let receiveSyscalls = ["read", "recvfrom", "recvmsg", "readv"]
+
+    public static let httpPayload = HookSpec(
+        name: "http_payload",
+        summary: "first bytes of HTTP/1.x requests and responses on TCP sockets, for request correlation",
+        programs: [
+            .fentry: (sendSyscalls + receiveSyscalls).map { "tn_fentry_\($0)" } + receiveSyscalls.map { "tn_fexit_\($0)" },
+            .kprobe: (sendSyscalls + receiveSyscalls).map { "tn_kprobe_\($0)" } + receiveSyscalls.map { "tn_kretprobe_\($0)" },
+            .tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"],
+        ])
+
+    public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
 
     /// The kernel attach points behind each mode, for `check` and the README.
     public static func attachPoints(_ hook: HookSpec, _ mode: AttachMode) -> String {
@@ -64,6 +76,11 @@ public enum Hooks {
             return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, sock/sock_send_length"
         case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"
         case ("poll_wait", .kprobe): return "ksyscall+kretsyscall {\(waitSyscalls.joined(separator: ","))}"
+        case ("http_payload", .fentry):
+            return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives"
+        case ("http_payload", .kprobe):
+            return "ksyscall {\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, kretsyscall on the receives"
+        case ("http_payload", .tracepoint): return "tp_btf raw_syscalls/sys_enter, sys_exit"
         case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
         default: return hook.programs(for: mode).joined(separator: ", ")
         }

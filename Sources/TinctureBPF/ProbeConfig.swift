@@ -10,6 +10,11 @@ public struct ProbeConfig: Sendable {
     public var selfTgid: UInt32 = UInt32(getpid())
     /// Whether the retransmit hook is attached (connect events then take its SYN count).
     public var retransmitHook = false
+    public static let defaultPayloadMax: UInt32 = 512
+    /// Bytes of each HTTP payload to copy (64...4095).
+    public var payloadMax: UInt32 = defaultPayloadMax
+    /// Masks socket addresses into ids where no cookie exists; random per run.
+    public var idSecret: UInt64 = UInt64.random(in: 1...UInt64.max)
 
     public init() {}
 }

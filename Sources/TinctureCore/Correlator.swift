@@ -70,6 +70,30 @@ public struct RequestRecord: Equatable, Sendable {
 
     /// The service end: the remote for a client, the local end for a server.
     public var endpoint: SocketAddress { side == .client ? remote : local }
+
+    public init(requestID: String, side: Side, pid: UInt32, tid: UInt32, comm: String, cookie: UInt64,
+                method: String, target: String, status: Int, local: SocketAddress, remote: SocketAddress,
+                startNs: UInt64, connectNs: UInt64, synRetransmits: UInt32, retransmits: UInt32,
+                pollWaitNs: UInt64, ttfbNs: UInt64, end: End) {
+        self.requestID = requestID
+        self.side = side
+        self.pid = pid
+        self.tid = tid
+        self.comm = comm
+        self.cookie = cookie
+        self.method = method
+        self.target = target
+        self.status = status
+        self.local = local
+        self.remote = remote
+        self.startNs = startNs
+        self.connectNs = connectNs
+        self.synRetransmits = synRetransmits
+        self.retransmits = retransmits
+        self.pollWaitNs = pollWaitNs
+        self.ttfbNs = ttfbNs
+        self.end = end
+    }
 }
 
 /// Joins HTTP requests seen on sockets with what the kernel did to them: the connect

@@ -62,6 +62,27 @@ public enum PollEventLayout {
     public static let size = 80
 }
 
+/// Byte offsets of `struct tn_payload_event`'s fixed part; `len` data bytes follow it.
+public enum PayloadEventLayout {
+    public static let kind = 0
+    public static let pid = 4
+    public static let tid = 8
+    public static let len = 12
+    public static let tsNs = 16
+    public static let cookie = 24
+    public static let total = 32
+    public static let family = 36
+    public static let sport = 38
+    public static let dport = 40
+    public static let direction = 42
+    public static let mode = 43
+    public static let saddr = 48
+    public static let daddr = 64
+    public static let comm = 80
+    public static let headerSize = 96
+    public static let maxData = 4096
+}
+
 /// Why a ring-buffer record could not be decoded; each is counted, none is fatal.
 public enum DecodeError: Error, Equatable, Sendable {
     case truncated(kind: UInt32, size: Int)
@@ -93,6 +114,8 @@ public enum EventDecoder {
             return decodeRetransmit(bytes).map(Event.retransmit)
         case .poll:
             return decodePoll(bytes).map(Event.poll)
+        case .payload:
+            return decodePayload(bytes).map(Event.payload)
         }
     }
 
@@ -174,6 +197,31 @@ public enum EventDecoder {
             fd: b.loadUnaligned(fromByteOffset: L.fd, as: Int32.self),
             mode: AttachMode(abiValue: b[L.mode]),
             comm: decodeComm(b, at: L.comm)))
+    }
+
+    static func decodePayload(_ b: UnsafeRawBufferPointer) -> Result<PayloadSample, DecodeError> {
+        typealias L = PayloadEventLayout
+        guard b.count >= L.headerSize else {
+            return .failure(.truncated(kind: EventKind.payload.rawValue, size: b.count))
+        }
+        let len = Int(b.loadUnaligned(fromByteOffset: L.len, as: UInt32.self))
+        guard len <= L.maxData, b.count >= L.headerSize + len else {
+            return .failure(.truncated(kind: EventKind.payload.rawValue, size: b.count))
+        }
+        let addresses: (SocketAddress, SocketAddress)
+        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
+        case .success(let pair): addresses = pair
+        case .failure(let error): return .failure(error)
+        }
+        return .success(PayloadSample(
+            cookie: b.loadUnaligned(fromByteOffset: L.cookie, as: UInt64.self),
+            pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
+            tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
+            comm: decodeComm(b, at: L.comm),
+            direction: b[L.direction] == 1 ? .send : .receive,
+            timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
+            local: addresses.0, remote: addresses.1,
+            bytes: Array(b[L.headerSize..<(L.headerSize + len)])))
     }
 
     /// Family, addresses and ports laid out the same way in every socket event.

@@ -62,7 +62,49 @@ public enum EventJSON {
             o.field("cookie", p.cookie)
             o.field("mode", p.mode?.rawValue ?? "unknown")
             return o.finish()
+        case .payload(let p):
+            // Never the bytes themselves: they may hold credentials.
+            var o = JSONObjectWriter()
+            o.field("kind", "payload")
+            o.field("ts_ns", wall(p.timestampNs, realtimeOffsetNs))
+            o.field("pid", UInt64(p.pid))
+            o.field("tid", UInt64(p.tid))
+            o.field("comm", p.comm)
+            o.field("cookie", p.cookie)
+            o.field("direction", p.direction == .send ? "send" : "receive")
+            o.field("bytes", UInt64(p.bytes.count))
+            return o.finish()
         }
+    }
+
+    /// A finished request record (kind "request").
+    public static func encode(_ r: RequestRecord, realtimeOffsetNs: Int64) -> String {
+        var o = JSONObjectWriter()
+        o.field("kind", "request")
+        o.field("ts_ns", wall(r.startNs &+ r.ttfbNs, realtimeOffsetNs))
+        o.field("start_ns", wall(r.startNs, realtimeOffsetNs))
+        o.field("request_id", r.requestID)
+        o.field("side", r.side.rawValue)
+        o.field("pid", UInt64(r.pid))
+        o.field("tid", UInt64(r.tid))
+        o.field("comm", r.comm)
+        o.field("cookie", r.cookie)
+        o.field("method", r.method)
+        o.field("target", r.target)
+        o.field("status", UInt64(r.status))
+        o.field("family", r.local.family == .inet6 ? "ipv6" : "ipv4")
+        o.field("saddr", r.local.host)
+        o.field("sport", UInt64(r.local.port))
+        o.field("daddr", r.remote.host)
+        o.field("dport", UInt64(r.remote.port))
+        o.field("connect_ns", r.connectNs)
+        o.field("syn_retransmits", UInt64(r.synRetransmits))
+        o.field("retransmits", UInt64(r.retransmits))
+        o.field("poll_wait_ns", r.pollWaitNs)
+        o.field("ttfb_ns", r.ttfbNs)
+        o.field("duration_ns", r.ttfbNs)
+        o.field("end", r.end.rawValue)
+        return o.finish()
     }
 
     static func wall(_ monotonic: UInt64, _ offset: Int64) -> UInt64 {
@@ -136,6 +178,16 @@ public struct EventRecord: Codable, Equatable, Sendable {
     public var srttUs: UInt32?
     public var synack: Bool?
     public var side: String?
+    // request
+    public var requestID: String?
+    public var method: String?
+    public var target: String?
+    public var status: Int?
+    public var connectNs: UInt64?
+    public var retransmits: UInt32?
+    public var pollWaitNs: UInt64?
+    public var ttfbNs: UInt64?
+    public var end: String?
     // poll
     public var syscall: String?
     public var timeoutMs: Int64?
@@ -151,7 +203,11 @@ public struct EventRecord: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case kind, pid, tid, comm, cookie, family, saddr, sport, daddr, dport, mode, result, errno, state, segs
-        case synack, side, syscall, ready, fd
+        case synack, side, syscall, ready, fd, method, target, status, retransmits, end
+        case requestID = "request_id"
+        case connectNs = "connect_ns"
+        case pollWaitNs = "poll_wait_ns"
+        case ttfbNs = "ttfb_ns"
         case tsNs = "ts_ns"
         case startNs = "start_ns"
         case durationNs = "duration_ns"

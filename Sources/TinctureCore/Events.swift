@@ -94,12 +94,14 @@ public enum EventKind: UInt32, CaseIterable, Sendable {
     case connect = 1
     case retransmit = 2
     case poll = 3
+    case payload = 4
 
     public var name: String {
         switch self {
         case .connect: return "connect"
         case .retransmit: return "retransmit"
         case .poll: return "poll"
+        case .payload: return "payload"
         }
     }
 }
@@ -108,12 +110,14 @@ public enum Event: Equatable, Sendable {
     case connect(ConnectEvent)
     case retransmit(RetransmitEvent)
     case poll(PollEvent)
+    case payload(PayloadSample)
 
     public var kind: EventKind {
         switch self {
         case .connect: return .connect
         case .retransmit: return .retransmit
         case .poll: return .poll
+        case .payload: return .payload
         }
     }
 }

@@ -23,16 +23,31 @@ public struct SelfObservation: Sendable {
     public init() {}
 }
 
-/// Renders Prometheus text exposition format 0.0.4.
+/// Renders Prometheus text exposition format 0.0.4, or OpenMetrics 1.0 (with
+/// exemplars carrying request IDs and the closing `# EOF`).
 public struct ExpositionWriter {
+    public static let textContentType = "text/plain; version=0.0.4; charset=utf-8"
+    public static let openMetricsContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
     public private(set) var text = ""
+    public let openMetrics: Bool
 
-    public init() {}
+    public init(openMetrics: Bool = false) { self.openMetrics = openMetrics }
 
-    public static func render(_ aggregates: Aggregates, _ observation: SelfObservation) -> String {
-        var w = ExpositionWriter()
+    /// Whether an Accept header asks for OpenMetrics.
+    public static func wantsOpenMetrics(accept: String?) -> Bool {
+        accept?.lowercased().contains("application/openmetrics-text") ?? false
+    }
+
+    public static func render(_ aggregates: Aggregates, _ observation: SelfObservation,
+                              openMetrics: Bool = false) -> String {
+        var w = ExpositionWriter(openMetrics: openMetrics)
         w.histogram(aggregates.connectDuration)
         w.counter(aggregates.retransmits)
+        w.histogram(aggregates.requestDuration)
+        w.counter("tincture_http_requests_ended_total",
+                  "HTTP requests whose record was finished, by how: responded, superseded, timed_out, evicted.",
+                  ["responded", "superseded", "timed_out", "evicted"].map { (["end": $0], aggregates.requestEnds[$0] ?? 0) })
         let poll = pollWaitFamily(observation.pollWaits, cap: observation.seriesCap)
         w.histogram(name: poll.name, help: poll.help, labelNames: ["comm", "syscall"], bounds: Buckets.pollSeconds,
                     rows: poll.rows)
@@ -55,23 +70,27 @@ public struct ExpositionWriter {
                   "Observations folded into label value \"other\" because a family reached its series cap.",
                   [(["family": aggregates.connectDuration.name], aggregates.connectDuration.folded),
                    (["family": aggregates.retransmits.name], aggregates.retransmits.folded),
+                   (["family": aggregates.requestDuration.name], aggregates.requestDuration.folded),
                    (["family": poll.name], poll.folded)])
         w.gauge("tincture_probe_info", "Attach mode of each hook (1 per hook); mode=\"none\" when it could not attach.",
                 observation.probes.map { (["hook": $0.hook, "mode": $0.mode?.rawValue ?? "none"], 1) })
         w.gauge("tincture_probe_attached", "1 when the hook is attached, 0 when it failed in every allowed mode.",
                 observation.probes.map { (["hook": $0.hook], $0.mode == nil ? 0 : 1) })
         w.gauge("tincture_build_info", "Build information.", [(["version": observation.version], 1)])
+        if openMetrics { w.text += "# EOF\n" }
         return w.text
     }
 
     public mutating func histogram(_ family: HistogramFamily) {
         histogram(name: family.name, help: family.help, labelNames: family.labelNames, bounds: family.bounds,
-                  rows: family.series.map { (labels: $0.key, counts: $0.value.counts, sum: $0.value.sum) })
+                  rows: family.series.map { (labels: $0.key, counts: $0.value.counts, sum: $0.value.sum) },
+                  exemplars: family.exemplars)
     }
 
     /// One histogram family from rows of per-bucket (not cumulative) counts.
     public mutating func histogram(name: String, help: String, labelNames: [String], bounds: [Double],
-                                   rows: [(labels: [String], counts: [UInt64], sum: Double)]) {
+                                   rows: [(labels: [String], counts: [UInt64], sum: Double)],
+                                   exemplars: [[String]: [Int: Exemplar]] = [:]) {
         header(name, help, "histogram")
         let bounds = bounds.map(Self.formatDouble) + ["+Inf"]
         for row in rows.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
@@ -79,9 +98,14 @@ public struct ExpositionWriter {
                 .joined(separator: ",")
             let prefix = base.isEmpty ? "" : base + ","
             var cumulative: UInt64 = 0
-            for (bound, count) in zip(bounds, row.counts) {
+            let rowExemplars = openMetrics ? exemplars[row.labels] ?? [:] : [:]
+            for (index, (bound, count)) in zip(bounds, row.counts).enumerated() {
                 cumulative += count
-                text += "\(name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)\n"
+                text += "\(name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)"
+                if let e = rowExemplars[index] {
+                    text += " # {request_id=\"\(Self.escapeLabel(e.requestID))\"} \(Self.formatDouble(e.value)) \(Self.formatTimestamp(e.timestamp))"
+                }
+                text += "\n"
             }
             let braces = base.isEmpty ? "" : "{\(base)}"
             text += "\(name)_sum\(braces) \(Self.formatDouble(row.sum))\n"
@@ -132,7 +156,17 @@ public struct ExpositionWriter {
     }
 
     private mutating func header(_ name: String, _ help: String, _ type: String) {
-        text += "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) \(type)\n"
+        // OpenMetrics names a counter family without its _total suffix and escapes quotes in HELP.
+        let family = openMetrics && type == "counter" && name.hasSuffix("_total") ? String(name.dropLast(6)) : name
+        let helpText = openMetrics ? Self.escapeHelp(help).replacingAll("\"", with: "\\\"") : Self.escapeHelp(help)
+        text += "# HELP \(family) \(helpText)\n# TYPE \(family) \(type)\n"
+    }
+
+    /// Seconds with millisecond precision, e.g. "1795292500.563".
+    static func formatTimestamp(_ seconds: Double) -> String {
+        let ms = Int64((seconds * 1000).rounded())
+        let frac = ms % 1000
+        return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
     }
 
     static func labelText(_ labels: [String: String]) -> String {

@@ -45,4 +45,9 @@ public enum Buckets {
     public static let pollSeconds: [Double] = [
         0.00001, 0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
     ]
+
+    /// Request time-to-first-byte bounds.
+    public static let requestSeconds: [Double] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+    ]
 }

@@ -10,6 +10,8 @@ public struct HistogramFamily: Sendable {
     public let foldable: [Int]
     public private(set) var series: [[String]: Histogram] = [:]
     public private(set) var folded: UInt64 = 0
+    /// Per series, per bucket index: the latest observation that carried an exemplar.
+    public private(set) var exemplars: [[String]: [Int: Exemplar]] = [:]
 
     public init(name: String, help: String, labelNames: [String], bounds: [Double],
                 seriesCap: Int, foldable: [String]) {
@@ -21,11 +23,35 @@ public struct HistogramFamily: Sendable {
         self.foldable = foldable.compactMap { labelNames.firstIndex(of: $0) }
     }
 
-    public mutating func observe(_ labels: [String], _ value: Double) {
+    public mutating func observe(_ labels: [String], _ value: Double, exemplar: Exemplar? = nil) {
         precondition(labels.count == labelNames.count)
         let key = SeriesCap.key(labels, isNew: series[labels] == nil, count: series.count, cap: seriesCap,
                                 foldable: foldable, folded: &folded)
         series[key, default: Histogram(bounds: bounds)].observe(value)
+        if let exemplar { attach(exemplar, to: key) }
+    }
+
+    /// Attach an exemplar to the bucket its value falls in, on an existing series
+    /// (an observation counted elsewhere, e.g. the connect a request paid for).
+    public mutating func attach(_ exemplar: Exemplar, to labels: [String]) {
+        guard series[labels] != nil else { return }
+        let bucket = bounds.firstIndex { exemplar.value <= $0 } ?? bounds.count
+        exemplars[labels, default: [:]][bucket] = exemplar
+    }
+}
+
+/// An OpenMetrics exemplar: a request ID pointing at one observation. Request IDs
+/// are unbounded, so they travel only here, never as labels.
+public struct Exemplar: Equatable, Sendable {
+    public var requestID: String
+    public var value: Double
+    /// Unix time, seconds.
+    public var timestamp: Double
+
+    public init(requestID: String, value: Double, timestamp: Double) {
+        self.requestID = requestID
+        self.value = value
+        self.timestamp = timestamp
     }
 }
 
@@ -75,6 +101,8 @@ public struct Aggregates: Sendable {
 
     public var connectDuration: HistogramFamily
     public var retransmits: CounterFamily
+    public var requestDuration: HistogramFamily
+    public private(set) var requestEnds: [String: UInt64] = [:]
     public private(set) var eventsReceived: [EventKind: UInt64] = [:]
     public private(set) var decodeErrors: [String: UInt64] = [:]
 
@@ -92,6 +120,28 @@ public struct Aggregates: Sendable {
             labelNames: ["comm", "endpoint", "state"],
             seriesCap: seriesCap,
             foldable: ["comm", "endpoint"])
+        requestDuration = HistogramFamily(
+            name: "tincture_http_request_duration_seconds",
+            help: "HTTP/1.x request to first response bytes, seen on the socket, by process, side and service endpoint.",
+            labelNames: ["comm", "side", "endpoint"],
+            bounds: Buckets.requestSeconds,
+            seriesCap: seriesCap,
+            foldable: ["comm", "endpoint"])
+    }
+
+    /// A finished request: its time to first byte, with its ID as the exemplar, and
+    /// its ID on the connect it paid for.
+    public mutating func record(_ r: RequestRecord, wallTimeSeconds: Double) {
+        requestEnds[r.end.rawValue, default: 0] += 1
+        guard r.end == .responded else { return }
+        let seconds = Double(r.ttfbNs) / 1e9
+        requestDuration.observe([r.comm, r.side.rawValue, r.endpoint.description], seconds,
+                                exemplar: Exemplar(requestID: r.requestID, value: seconds, timestamp: wallTimeSeconds))
+        if r.connectNs > 0 {
+            let connect = Double(r.connectNs) / 1e9
+            connectDuration.attach(Exemplar(requestID: r.requestID, value: connect, timestamp: wallTimeSeconds),
+                                   to: [r.comm, r.endpoint.description, ConnectResult.ok.name])
+        }
     }
 
     public mutating func record(_ event: Event) {
@@ -103,8 +153,8 @@ public struct Aggregates: Sendable {
                 Double(c.durationNs) / 1e9)
         case .retransmit(let r):
             retransmits.add([r.commLabel, r.endpoint.description, r.stateName], UInt64(r.segs))
-        case .poll:
-            // Every wait is already counted in the kernel's histogram; events only feed the stream.
+        case .poll, .payload:
+            // Waits are counted in the kernel's histogram; payloads become request records.
             break
         }
     }

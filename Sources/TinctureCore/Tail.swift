@@ -58,6 +58,17 @@ public struct TailFormatter: Sendable {
             if r.synack == true { detail += " SYN-ACK" }
             if let srtt = r.srttUs, srtt > 0 { detail += ", srtt \(Self.duration(UInt64(srtt) * 1000))" }
             colourOf = .yellow
+        case "request":
+            endpoint = r.side == "server" ? Self.address(r.saddr, r.sport) : Self.address(r.daddr, r.dport)
+            duration = r.ttfbNs.map(Self.duration) ?? ""
+            outcome = (r.status ?? 0) > 0 ? "\(r.status!)" : (r.end ?? "")
+            var parts = ["\(r.side ?? "?") \(r.method ?? "") \(r.target ?? "") id=\(r.requestID ?? "")"]
+            if let c = r.connectNs, c > 0 { parts.append("connect \(Self.duration(c))") }
+            if let s = r.synRetransmits, s > 0 { parts.append("\(s) SYN rtx") }
+            if let x = r.retransmits, x > 0 { parts.append("\(x) rtx") }
+            if let p = r.pollWaitNs, p > 0 { parts.append("poll \(Self.duration(p))") }
+            detail = parts.joined(separator: ", ")
+            colourOf = (r.status ?? 0) >= 500 || r.end != "responded" ? .red : .green
         case "poll":
             endpoint = r.syscall ?? ""
             duration = r.durationNs.map(Self.duration) ?? ""
@@ -73,7 +84,8 @@ public struct TailFormatter: Sendable {
             .joined(separator: " ").trimmingTrailingSpaces()
     }
 
-    static func address(_ host: String?, _ port: UInt16?) -> String {
+    /// "1.2.3.4:80" or "[::1]:80".
+    public static func address(_ host: String?, _ port: UInt16?) -> String {
         guard let host, let port else { return "" }
         return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
@@ -112,5 +124,26 @@ extension String {
         var s = self
         while s.last == " " { s.removeLast() }
         return s
+    }
+}
+
+/// Which raw events belong to a request record, for `tail --request-id`.
+public enum RequestJoin {
+    public static func joins(_ e: EventRecord, _ request: EventRecord) -> Bool {
+        guard let start = request.startNs, let cookie = request.cookie else { return false }
+        let end = request.tsNs
+        let connectStart = start &- (request.connectNs ?? 0)
+        switch e.kind {
+        case "connect":
+            return (request.connectNs ?? 0) > 0 && e.cookie == cookie
+        case "retransmit":
+            return e.cookie == cookie && e.tsNs >= connectStart && e.tsNs <= end
+        case "poll":
+            let sameSocket = e.cookie == cookie
+            let sameThread = e.cookie == 0 && e.tid == request.tid
+            return (sameSocket || sameThread) && e.tsNs > start && (e.startNs ?? e.tsNs) <= end
+        default:
+            return false
+        }
     }
 }

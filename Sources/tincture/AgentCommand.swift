@@ -44,7 +44,22 @@ struct AgentCommand: ParsableCommand {
                                valueName: "duration"))
     var pollMinDuration: String = "10ms"
 
+    @Option(name: .customLong("request-id-header"),
+            help: ArgumentHelp("Header whose value is a request's ID (repeatable; the first present wins; \"traceparent\" gives its trace-id). Default: X-Request-ID, X-Correlation-ID, traceparent.",
+                               valueName: "name"))
+    var requestIDHeaders: [String] = []
+
+    @Option(help: ArgumentHelp("Bytes of each HTTP request or response the kernel copies to read its head (64-4095).",
+                               valueName: "bytes"))
+    var payloadMax: Int = Int(ProbeConfig.defaultPayloadMax)
+
     func validate() throws {
+        for h in requestIDHeaders where h.isEmpty || !h.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: ":") }) {
+            throw ValidationError("--request-id-header '\(h)' is not a header name")
+        }
+        guard (64...4095).contains(payloadMax) else {
+            throw ValidationError("--payload-max must be between 64 and 4095 bytes")
+        }
         guard DurationParser.nanoseconds(pollMinDuration) != nil else {
             throw ValidationError("--poll-min-duration '\(pollMinDuration)' is not a duration; use e.g. 10ms, 250us, 1s")
         }
@@ -71,6 +86,8 @@ struct AgentCommand: ParsableCommand {
         config.seriesCap = seriesCap
         config.subscriberQueue = subscriberQueue
         config.pollMinNs = DurationParser.nanoseconds(pollMinDuration)!
+        if !requestIDHeaders.isEmpty { config.requestIDHeaders = requestIDHeaders }
+        config.payloadMax = UInt32(payloadMax)
         if let dir = parentDirectory(eventsSocket), access(dir, F_OK) != 0 {
             // /run/tincture under systemd comes from RuntimeDirectory=; create it when run by hand.
             mkdir(dir, 0o755)

@@ -26,8 +26,13 @@ struct TailCommand: ParsableCommand {
     @Flag(help: "One JSON object per line instead of columns.")
     var json = false
 
-    @Option(help: ArgumentHelp("Only events of this kind (repeatable).", valueName: "connect|retransmit|poll"))
+    @Option(help: ArgumentHelp("Only events of this kind (repeatable).", valueName: "connect|retransmit|poll|request"))
     var kind: [String] = []
+
+    @Option(name: .customLong("request-id"),
+            help: ArgumentHelp("Only the request with this ID, with the kernel events joined to it (its connect, retransmits, poll waits).",
+                               valueName: "id"))
+    var requestID: String?
 
     @Option(help: ArgumentHelp("Only events of this process ID.", valueName: "pid"))
     var pid: UInt32?
@@ -43,7 +48,7 @@ struct TailCommand: ParsableCommand {
                                valueName: "duration"))
     var minDuration: String?
 
-    static let kinds = ["connect", "retransmit", "poll"]
+    static let kinds = ["connect", "retransmit", "poll", "request"]
 
     func validate() throws {
         for k in kind where !Self.kinds.contains(k) {
@@ -51,6 +56,9 @@ struct TailCommand: ParsableCommand {
         }
         if let minDuration, DurationParser.nanoseconds(minDuration) == nil {
             throw ValidationError("--min-duration '\(minDuration)' is not a duration; use a number with ns, us, ms, s or m (e.g. 250ms, 1.5s)")
+        }
+        if requestID != nil && (pid != nil || comm != nil || port != nil || minDuration != nil || !kind.isEmpty) {
+            throw ValidationError("--request-id shows one request and its joined events; it does not combine with other filters")
         }
         if let comm, comm.utf8.count > 15 {
             throw ValidationError("--comm '\(comm)' is longer than the kernel's 15-byte command names; use the first 15 bytes")
@@ -68,9 +76,19 @@ struct TailCommand: ParsableCommand {
             FileHandle.standardError.write(Data("tincture tail: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        _ = client.send("subscribe")
         let colour = isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         let formatter = TailFormatter(colour: colour)
         let decoder = JSONDecoder()
+        // With --request-id: recent events, to print those joined to the request when its record arrives.
+        var recent: [(record: EventRecord, line: ArraySlice<UInt8>)] = []
+        func show(_ record: EventRecord, _ line: ArraySlice<UInt8>) {
+            if json {
+                print(String(decoding: line, as: UTF8.self))
+            } else {
+                print(formatter.line(record, timeOfDay: Self.timeOfDay(record.tsNs)))
+            }
+        }
 
         while let line = client.nextLine() {
             let data = Data(line)
@@ -86,12 +104,19 @@ struct TailCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("tincture tail: the agent refused the stream: \(message)\n".utf8))
                 throw ExitCode(1)
             case _ where Self.kinds.contains(head.kind):
-                guard let record = try? decoder.decode(EventRecord.self, from: data), filter.matches(record) else { continue }
-                if json {
-                    print(String(decoding: line, as: UTF8.self))
-                } else {
-                    print(formatter.line(record, timeOfDay: Self.timeOfDay(record.tsNs)))
+                guard let record = try? decoder.decode(EventRecord.self, from: data) else { continue }
+                if let requestID {
+                    if record.kind == "request" && record.requestID == requestID {
+                        for joined in recent where RequestJoin.joins(joined.record, record) { show(joined.record, joined.line) }
+                        show(record, line)
+                    } else if record.kind != "request" {
+                        recent.append((record, line))
+                        if recent.count > 20_000 { recent.removeFirst(recent.count - 10_000) }
+                    }
+                    continue
                 }
+                guard filter.matches(record) else { continue }
+                show(record, line)
             default:
                 continue  // kinds from a newer agent: skip, never fail
             }

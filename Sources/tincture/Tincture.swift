@@ -15,7 +15,7 @@ struct Tincture: ParsableCommand {
               sudo tincture tail --json      the same, one JSON object per line, for scripts
             """,
         version: "0.1.0",
-        subcommands: [AgentCommand.self, TailCommand.self, CheckCommand.self])
+        subcommands: [AgentCommand.self, TailCommand.self, CheckCommand.self, ExplainCommand.self])
 }
 
 /// `--attach` values: a mode, or auto (cheapest the kernel accepts, per hook).

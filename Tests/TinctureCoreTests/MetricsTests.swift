@@ -159,11 +159,13 @@ final class ExpositionTests: XCTestCase {
             tincture_events_total{kind="connect"} 1
             tincture_events_total{kind="retransmit"} 0
             tincture_events_total{kind="poll"} 0
+            tincture_events_total{kind="payload"} 0
             # HELP tincture_events_lost_total Events dropped in the kernel because the ring buffer was full, by kind.
             # TYPE tincture_events_lost_total counter
             tincture_events_lost_total{kind="connect"} 3
             tincture_events_lost_total{kind="retransmit"} 0
             tincture_events_lost_total{kind="poll"} 0
+            tincture_events_lost_total{kind="payload"} 0
             # HELP tincture_kernel_untracked_total Kernel-side state the BPF programs could not record, by reason.
             # TYPE tincture_kernel_untracked_total counter
             tincture_kernel_untracked_total{reason="owner_map_full"} 0
@@ -180,6 +182,7 @@ final class ExpositionTests: XCTestCase {
             # TYPE tincture_series_folded_total counter
             tincture_series_folded_total{family="tincture_tcp_connect_duration_seconds"} 0
             tincture_series_folded_total{family="tincture_tcp_retransmits_total"} 0
+            tincture_series_folded_total{family="tincture_http_request_duration_seconds"} 0
             tincture_series_folded_total{family="tincture_poll_wait_seconds"} 0
             # HELP tincture_probe_info Attach mode of each hook (1 per hook); mode="none" when it could not attach.
             # TYPE tincture_probe_info gauge

@@ -1,0 +1,209 @@
+"""Request correlation end to end: real HTTP programs (a Python HTTP/1.1 server and
+curl) in a private namespace, their requests joined to what the kernel did."""
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tincture_harness import (ATTACH, BIN, EXPECT_MODE, HERE, Agent, Netns, Tail, parse_metrics,
+                              require_root, sample, stop_process, unique)
+
+PORT = 8100
+
+
+@pytest.fixture(scope="module")
+def agent():
+    require_root()
+    with Agent(attach=ATTACH) as a:
+        yield a
+
+
+@pytest.fixture
+def tail(agent):
+    t = Tail(agent)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def ns():
+    require_root()
+    with Netns() as n:
+        yield n
+
+
+def start_server(ns, comm):
+    proc = subprocess.Popen(ns.exec_args(sys.executable, str(HERE / "http_server.py"), "127.0.0.1", str(PORT), comm),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def curl(ns, *args):
+    if not shutil.which("curl"):
+        pytest.fail("curl is needed (make deps installs it)")
+    proc = subprocess.run(ns.exec_args("curl", "-sS", "-o", "/dev/null", *args), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def requests(events, **match):
+    return [e for e in events if e["kind"] == "request" and all(e.get(k) == v for k, v in match.items())]
+
+
+def test_payload_hook_attached(agent):
+    metrics = parse_metrics(agent.metrics())
+    assert sample(metrics, "tincture_probe_attached", hook="http_payload") == 1, agent.output()
+    if EXPECT_MODE:
+        assert sample(metrics, "tincture_probe_info", hook="http_payload", mode=EXPECT_MODE) == 1
+
+
+def test_syn_drop_request_has_connect_cost_on_both_sides(agent, tail, ns):
+    server_comm = unique("tn-srv-")
+    ns.drop_every_other_syn(PORT)
+    server = start_server(ns, server_comm)
+    try:
+        started = time.monotonic()
+        curl(ns, "-H", "X-Request-ID: test-123", f"http://127.0.0.1:{PORT}/")
+        wall = time.monotonic() - started
+    finally:
+        stop_process(server)
+    events = tail.poll(lambda evs: len(requests(evs, request_id="test-123")) >= 2)
+    client = requests(events, request_id="test-123", side="client")
+    served = requests(events, request_id="test-123", side="server")
+    assert len(client) == 1 and len(served) == 1, requests(events, request_id="test-123")
+    c, s = client[0], served[0]
+    print(f"client record: connect {c['connect_ns'] / 1e6:.1f} ms, {c['syn_retransmits']} SYN retransmit, "
+          f"ttfb {c['ttfb_ns'] / 1e6:.1f} ms, poll {c['poll_wait_ns'] / 1e6:.1f} ms (curl wall {wall * 1000:.0f} ms)")
+    assert c["comm"] == "curl" and c["method"] == "GET" and c["target"] == "/" and c["status"] == 200
+    assert 0.95e9 <= c["connect_ns"] <= 1.2e9 and c["syn_retransmits"] == 1
+    assert c["dport"] == PORT and c["end"] == "responded"
+    assert s["comm"] == server_comm and s["connect_ns"] == 0 and s["sport"] == PORT and s["status"] == 200
+    assert s["pid"] == server.pid
+    metrics = parse_metrics(agent.metrics())
+    assert sample(metrics, "tincture_http_request_duration_seconds_count", comm="curl", side="client",
+                  endpoint=f"127.0.0.1:{PORT}") >= 1
+
+
+def test_keep_alive_gives_one_record_per_request(agent, tail, ns):
+    server = start_server(ns, unique("tn-ka-"))
+    try:
+        url = f"http://127.0.0.1:{PORT}/"
+        curl(ns, "-H", "X-Request-ID: ka-1", url, "--next", "-o", "/dev/null", "-H", "X-Request-ID: ka-2", url,
+             "--next", "-o", "/dev/null", "-H", "X-Request-ID: ka-3", url)
+    finally:
+        stop_process(server)
+    ids = ["ka-1", "ka-2", "ka-3"]
+    events = tail.poll(lambda evs: all(requests(evs, request_id=i, side="client") for i in ids))
+    records = [requests(events, request_id=i, side="client")[0] for i in ids]
+    assert len({r["cookie"] for r in records}) == 1, "one connection"
+    assert records[0]["connect_ns"] > 0
+    assert [r["connect_ns"] for r in records[1:]] == [0, 0], "only the first request pays the connect"
+
+
+def test_traceparent_and_generated_ids(agent, tail, ns):
+    server = start_server(ns, unique("tn-tp-"))
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        curl(ns, "-H", f"traceparent: 00-{trace}-00f067aa0ba902b7-01", f"http://127.0.0.1:{PORT}/tp")
+        curl(ns, f"http://127.0.0.1:{PORT}/anonymous")
+    finally:
+        stop_process(server)
+    events = tail.poll(lambda evs: requests(evs, target="/anonymous", side="client")
+                       and requests(evs, request_id=trace, side="client"))
+    assert requests(events, request_id=trace, side="client")[0]["target"] == "/tp"
+    anon = requests(events, target="/anonymous", side="client")[0]
+    assert anon["request_id"] == f"sk-{anon['cookie']}-1"
+
+
+def test_poll_wait_joins_the_request(agent, tail, ns):
+    server = start_server(ns, unique("tn-slow-"))
+    try:
+        curl(ns, "-H", "X-Request-ID: slow-1", f"http://127.0.0.1:{PORT}/slow?delay=0.3")
+    finally:
+        stop_process(server)
+    events = tail.poll(lambda evs: requests(evs, request_id="slow-1", side="client"))
+    r = requests(events, request_id="slow-1", side="client")[0]
+    print(f"slow request: ttfb {r['ttfb_ns'] / 1e6:.1f} ms, poll wait {r['poll_wait_ns'] / 1e6:.1f} ms")
+    assert 0.3e9 <= r["ttfb_ns"] < 0.6e9
+    assert 0.27e9 <= r["poll_wait_ns"] <= r["ttfb_ns"] * 1.01
+
+
+def test_explain_and_tail_by_request_id(agent, ns):
+    rid = unique("explain-")
+    ns.drop_every_other_syn(PORT)
+    server = start_server(ns, unique("tn-exp-"))
+    by_id = subprocess.Popen([BIN, "tail", "--socket", agent.socket, "--json", "--request-id", rid],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "streaming from agent" in by_id.stderr.readline()
+        curl(ns, "-H", f"X-Request-ID: {rid}", f"http://127.0.0.1:{PORT}/")
+        lines = [json.loads(by_id.stdout.readline()) for _ in range(3)]
+    finally:
+        stop_process(server)
+        stop_process(by_id)
+    kinds = [e["kind"] for e in lines]
+    # The client's SYN retransmit and its connect come before its request record.
+    assert kinds[:2] in (["retransmit", "connect"], ["connect", "retransmit"]) or "request" in kinds, lines
+    assert any(e["kind"] == "request" and e["request_id"] == rid for e in lines)
+    out = subprocess.run([BIN, "explain", "--socket", agent.socket, rid], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    print(out.stdout)
+    assert f"request {rid}  client  curl" in out.stdout
+    assert "connect paid 1 SYN retransmit" in out.stdout
+    missing = subprocess.run([BIN, "explain", "--socket", agent.socket, "no-such-id"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no request with ID no-such-id" in missing.stderr
+
+
+def test_openmetrics_exemplars_parse_and_text_still_lints(agent, tail, ns):
+    pytest.importorskip("prometheus_client") if not (subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "prometheus_client"],
+        capture_output=True).returncode == 0) else None
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    rid = unique("om-")
+    server = start_server(ns, unique("tn-om-"))
+    try:
+        curl(ns, "-H", f"X-Request-ID: {rid}", f"http://127.0.0.1:{PORT}/")
+    finally:
+        stop_process(server)
+    tail.poll(lambda evs: requests(evs, request_id=rid, side="client"))
+    status, om = agent.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200 and om.endswith("# EOF\n")
+    exemplars = []
+    for family in text_string_to_metric_families(om):
+        for s in family.samples:
+            if s.exemplar:
+                exemplars.append((family.name, s.exemplar.labels.get("request_id")))
+    assert ("tincture_http_request_duration_seconds", rid) in exemplars, exemplars
+    assert ("tincture_tcp_connect_duration_seconds", rid) in exemplars, exemplars
+    assert "request_id" not in agent.metrics(), "request IDs never appear in the plain text format"
+    lint = subprocess.run(["promtool", "check", "metrics"], input=agent.metrics(), capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_non_http_traffic_and_junk_make_no_records(agent, tail, ns):
+    comm = unique("tn-junk-")
+    code = (
+        "import socket,threading,ctypes\n"
+        f"ctypes.CDLL(None).prctl(15,{comm!r}.encode(),0,0,0)\n"
+        f"s=socket.socket();s.bind(('127.0.0.1',{PORT}));s.listen()\n"
+        "def srv():\n"
+        "    while True:\n"
+        "        c,_=s.accept()\n"
+        "        while c.recv(65536): pass\n"
+        "threading.Thread(target=srv,daemon=True).start()\n"
+        "junk=[b'\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03'+bytes(200), b'GET', b'GET  / HTTP/1.1\\r\\n\\r\\n',\n"
+        "      b'POST /x HTTP/9.9\\r\\n', b'HTTP/1.1 2000 OK\\r\\n', bytes(range(256)), b'GET /'+b'A'*5000,\n"
+        "      b'*1\\r\\n$4\\r\\nPING\\r\\n']\n"
+        "for j in junk:\n"
+        f"    c=socket.create_connection(('127.0.0.1',{PORT})); c.sendall(j); c.close()\n")
+    subprocess.run(ns.exec_args(sys.executable, "-c", code), check=True, timeout=60)
+    events = tail.poll(lambda evs: False, timeout=1.5)
+    assert not [e for e in events if e["kind"] == "request" and e["comm"] == comm]
+    assert agent.get("/healthz")[0] == 200

@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The first bytes of TCP payloads that start like HTTP/1.x, for request
+ * correlation. Hooked at the syscalls (write, sendto, sendmsg, writev; read,
+ * recvfrom, recvmsg, readv) with the fd resolved to its socket, so one body
+ * serves every kernel without following iov_iter's changes. Everything that
+ * is not HTTP costs one 4-byte check.
+ *   fentry:     fentry (sends) and fentry+fexit (receives) on __x64_sys_*
+ *   kprobe:     ksyscall / kretsyscall on the same syscalls
+ *   tracepoint: tp_btf raw_syscalls sys_enter / sys_exit (two links for all eight)
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "tincture.h"
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* x86-64 syscall numbers */
+enum {
+	NR_READ = 0, NR_WRITE = 1, NR_READV = 19, NR_WRITEV = 20,
+	NR_SENDTO = 44, NR_RECVFROM = 45, NR_SENDMSG = 46, NR_RECVMSG = 47,
+};
+
+/* A receive in progress: where the data will land. */
+struct tn_recv {
+	__u64 buf;
+	__u64 sk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct tn_recv);
+} tn_recvs SEC(".maps");
+
+/* Scratch space for one event: too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tn_payload_event);
+} tn_payload_scratch SEC(".maps");
+
+/* TCP socket behind an fd of the current task, or NULL. */
+static __always_inline struct sock *tcp_sock_of(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+	struct socket *sock;
+	struct sock *sk;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	return sk;
+}
+
+/* The one cheap check: does the buffer start like an HTTP/1.x request or response? */
+static __always_inline bool looks_like_http(__u64 buf)
+{
+	__u32 w = 0;
+
+	if (!buf || bpf_probe_read_user(&w, sizeof(w), (void *)buf))
+		return false;
+	/* little-endian 4-byte prefixes */
+	switch (w) {
+	case 0x20544547: /* "GET " */
+	case 0x20545550: /* "PUT " */
+	case 0x54534f50: /* "POST" */
+	case 0x44414548: /* "HEAD" */
+	case 0x454c4544: /* "DELE" */
+	case 0x4954504f: /* "OPTI" */
+	case 0x43544150: /* "PATC" */
+	case 0x4e4e4f43: /* "CONN" */
+	case 0x43415254: /* "TRAC" */
+	case 0x50545448: /* "HTTP" */
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 direction, __u8 mode)
+{
+	__u32 zero = 0, n;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tn_payload_event *e = bpf_map_lookup_elem(&tn_payload_scratch, &zero);
+
+	if (!e)
+		return;
+	n = total < tn_cfg.payload_max ? total : tn_cfg.payload_max;
+	/* bounded for the verifier: at most TN_PAYLOAD_MAX bytes, at least one */
+	n &= TN_PAYLOAD_MAX - 1;
+	if (n == 0)
+		n = total ? TN_PAYLOAD_MAX - 1 : 1;
+	if (bpf_probe_read_user(e->data, n, (void *)buf))
+		return;
+	e->kind = TN_EVENT_PAYLOAD;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->len = n;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cookie = tn_socket_id(sk);
+	e->total = total > 0xffffffff ? 0xffffffff : total;
+	e->direction = direction;
+	e->mode = mode;
+	__builtin_memset(e->reserved, 0, sizeof(e->reserved));
+	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	/* only the filled part of data[] travels; count the loss if the ring is full */
+	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)), 0))
+		tn_count(TN_EVENT_PAYLOAD);
+}
+
+/* The first iovec's base and length (writev/readv, and inside a msghdr). */
+static __always_inline __u64 first_iov(__u64 iov, __u64 *len)
+{
+	struct iovec v = {};
+
+	if (!iov || bpf_probe_read_user(&v, sizeof(v), (void *)iov))
+		return 0;
+	*len = v.iov_len;
+	return (__u64)v.iov_base;
+}
+
+static __always_inline __u64 msghdr_iov(__u64 msg)
+{
+	struct user_msghdr m = {};
+
+	if (!msg || bpf_probe_read_user(&m, sizeof(m), (void *)msg) || m.msg_iovlen < 1)
+		return 0;
+	return (__u64)m.msg_iov;
+}
+
+static __always_inline bool self(void)
+{
+	return (bpf_get_current_pid_tgid() >> 32) == tn_cfg.self_tgid;
+}
+
+/* Syscall entry: sends are complete here; receives remember their buffer. */
+static __always_inline void sys_enter(long nr, __u64 a0, __u64 a1, __u64 a2, __u8 mode)
+{
+	__u64 buf = 0, len = a2;
+	struct sock *sk;
+	bool send;
+
+	switch (nr) {
+	case NR_WRITE:
+	case NR_SENDTO:
+		buf = a1;
+		send = true;
+		break;
+	case NR_WRITEV:
+		buf = first_iov(a1, &len);
+		send = true;
+		break;
+	case NR_SENDMSG:
+		buf = first_iov(msghdr_iov(a1), &len);
+		send = true;
+		break;
+	case NR_READ:
+	case NR_RECVFROM:
+		buf = a1;
+		send = false;
+		break;
+	case NR_READV:
+		buf = first_iov(a1, &len);
+		send = false;
+		break;
+	case NR_RECVMSG:
+		buf = first_iov(msghdr_iov(a1), &len);
+		send = false;
+		break;
+	default:
+		return;
+	}
+	if (self())
+		return;
+	if (send) {
+		if (!looks_like_http(buf))
+			return;
+		sk = tcp_sock_of((int)a0);
+		if (sk)
+			emit(sk, buf, len, TN_DIR_SEND, mode);
+		return;
+	}
+	sk = tcp_sock_of((int)a0);
+	if (sk) {
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct tn_recv r = { .buf = buf, .sk = (__u64)sk };
+
+		if (bpf_map_update_elem(&tn_recvs, &tid, &r, BPF_ANY))
+			tn_count(TN_CTR_RECV_MAP_FULL);
+	}
+}
+
+/* Receive return: the data is in the buffer now. */
+static __always_inline void recv_exit(long ret, __u8 mode)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct tn_recv *r = bpf_map_lookup_elem(&tn_recvs, &tid);
+
+	if (!r)
+		return;
+	if (ret > 0 && looks_like_http(r->buf))
+		emit((struct sock *)r->sk, r->buf, ret, TN_DIR_RECV, mode);
+	bpf_map_delete_elem(&tn_recvs, &tid);
+}
+
+/* ---- tracepoint: every syscall passes here; all but eight leave at the switch ---- */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tn_tp_payload_enter, struct pt_regs *regs, long id)
+{
+	sys_enter(id, BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx),
+		  TN_MODE_TRACEPOINT);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tn_tp_payload_exit, struct pt_regs *regs, long ret)
+{
+	long nr = BPF_CORE_READ(regs, orig_ax);
+
+	if (nr == NR_READ || nr == NR_RECVFROM || nr == NR_READV || nr == NR_RECVMSG)
+		recv_exit(ret, TN_MODE_TRACEPOINT);
+	return 0;
+}
+
+/* ---- fentry and kprobe: one program per syscall (and a return for receives) ---- */
+
+#define TN_SEND_SYSCALL(name, NR)                                                      \
+	SEC("fentry/__x64_sys_" #name)                                                 \
+	int BPF_PROG(tn_fentry_##name, struct pt_regs *regs)                          \
+	{                                                                              \
+		sys_enter(NR, BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si),        \
+			  BPF_CORE_READ(regs, dx), TN_MODE_FENTRY);                    \
+		return 0;                                                              \
+	}                                                                              \
+	SEC("ksyscall/" #name)                                                         \
+	int BPF_KSYSCALL(tn_kprobe_##name, long a0, long a1, long a2)                  \
+	{                                                                              \
+		sys_enter(NR, a0, a1, a2, TN_MODE_KPROBE);                             \
+		return 0;                                                              \
+	}
+
+#define TN_RECV_SYSCALL(name, NR)                                                      \
+	TN_SEND_SYSCALL(name, NR)                                                      \
+	SEC("fexit/__x64_sys_" #name)                                                  \
+	int BPF_PROG(tn_fexit_##name, struct pt_regs *regs, long ret)                 \
+	{                                                                              \
+		recv_exit(ret, TN_MODE_FENTRY);                                        \
+		return 0;                                                              \
+	}                                                                              \
+	SEC("kretsyscall/" #name)                                                      \
+	int BPF_KRETPROBE(tn_kretprobe_##name, long ret)                               \
+	{                                                                              \
+		recv_exit(ret, TN_MODE_KPROBE);                                        \
+		return 0;                                                              \
+	}
+
+TN_SEND_SYSCALL(write, NR_WRITE)
+TN_SEND_SYSCALL(sendto, NR_SENDTO)
+TN_SEND_SYSCALL(sendmsg, NR_SENDMSG)
+TN_SEND_SYSCALL(writev, NR_WRITEV)
+TN_RECV_SYSCALL(read, NR_READ)
+TN_RECV_SYSCALL(recvfrom, NR_RECVFROM)
+TN_RECV_SYSCALL(recvmsg, NR_RECVMSG)
+TN_RECV_SYSCALL(readv, NR_READV)
