@@ -50,6 +50,23 @@ final class LayoutTests: XCTestCase {
         for (path, expected, name) in p { XCTAssertEqual(MemoryLayout<P>.offset(of: path), expected, name) }
     }
 
+    func testPayloadEventLayoutMatchesCHeader() {
+        typealias P = tn_payload_event
+        typealias L = PayloadEventLayout
+        XCTAssertEqual(MemoryLayout<P>.offset(of: \P.data), L.headerSize)
+        XCTAssertEqual(Int(TN_PAYLOAD_HEADER_SIZE), L.headerSize)
+        XCTAssertEqual(Int(TN_PAYLOAD_MAX), L.maxData)
+        let fields: [(PartialKeyPath<P>, Int, String)] = [
+            (\P.kind, L.kind, "kind"), (\P.pid, L.pid, "pid"), (\P.tid, L.tid, "tid"), (\P.len, L.len, "len"),
+            (\P.ts_ns, L.tsNs, "ts_ns"), (\P.cookie, L.cookie, "cookie"), (\P.total, L.total, "total"),
+            (\P.family, L.family, "family"), (\P.sport, L.sport, "sport"), (\P.dport, L.dport, "dport"),
+            (\P.direction, L.direction, "direction"), (\P.mode, L.mode, "mode"), (\P.saddr, L.saddr, "saddr"),
+            (\P.daddr, L.daddr, "daddr"), (\P.comm, L.comm, "comm"),
+        ]
+        for (path, expected, name) in fields { XCTAssertEqual(MemoryLayout<P>.offset(of: path), expected, name) }
+        XCTAssertEqual(EventKind.payload.rawValue, UInt32(TN_EVENT_PAYLOAD.rawValue))
+    }
+
     func testPollBucketsMatchTheKernelSide() {
         let kernel = withUnsafeBytes(of: tn_poll_bounds_ns) { Array($0.bindMemory(to: UInt64.self)) }
         XCTAssertEqual(kernel.count, Int(TN_POLL_BUCKETS))

@@ -141,3 +141,69 @@ final class CorrelatorTests: XCTestCase {
         XCTAssertEqual(c.inFlightCount, 0)
     }
 }
+
+final class RequestStoreTests: XCTestCase {
+    func record(_ id: String, ttfb: UInt64, start: UInt64, side: RequestRecord.Side = .client) -> RequestRecord {
+        RequestRecord(requestID: id, side: side, pid: 1, tid: 1, comm: "c", cookie: start, method: "GET", target: "/",
+                      status: 200, local: .ipv4(127, 0, 0, 1, port: 1), remote: .ipv4(127, 0, 0, 1, port: 2),
+                      startNs: start, connectNs: 0, synRetransmits: 0, retransmits: 0, pollWaitNs: 0, ttfbNs: ttfb,
+                      end: .responded)
+    }
+
+    func testRecentAndSlowestAreBoundedAndSearchable() {
+        var store = RequestStore(recentCapacity: 3, slowestCapacity: 2)
+        store.add(record("slow", ttfb: 9_000, start: 1))
+        for i in 2...10 { store.add(record("r\(i)", ttfb: UInt64(i), start: UInt64(i))) }
+        XCTAssertEqual(store.count, 3)
+        XCTAssertEqual(store.evicted, 7)
+        XCTAssertEqual(store.records(withID: "slow").count, 1, "the slowest survive eviction from the recent ring")
+        XCTAssertEqual(store.records(withID: "r10").count, 1)
+        XCTAssertTrue(store.records(withID: "r3").isEmpty)
+    }
+
+    func testClientAndServerShareAnID() {
+        var store = RequestStore()
+        store.add(record("x", ttfb: 5, start: 2, side: .client))
+        store.add(record("x", ttfb: 4, start: 3, side: .server))
+        XCTAssertEqual(store.records(withID: "x").map(\.side), [.client, .server])
+    }
+
+    func testReadings() {
+        var r = record("x", ttfb: 310_000_000, start: 1)
+        XCTAssertEqual(RequestReading.lines(r), ["no kernel-side delay: no SYN or data retransmits, no long waits — the time went elsewhere"])
+        r.synRetransmits = 1
+        r.connectNs = 1_002_000_000
+        r.retransmits = 2
+        r.pollWaitNs = 300_000_000
+        XCTAssertEqual(RequestReading.lines(r), [
+            "connect paid 1 SYN retransmit: the server dropped the first SYN — listen backlog full or packet loss",
+            "2 segments were retransmitted while the request was in flight: packet loss on an open connection",
+            "the thread spent 300 ms of the 310 ms to first byte waiting in poll: the time went to the peer or the network, not to this process",
+        ])
+    }
+}
+
+final class OpenMetricsTests: XCTestCase {
+    func testExemplarsOnlyInOpenMetricsAndEOF() {
+        var a = Aggregates()
+        let r = RequestRecord(requestID: "test-123", side: .client, pid: 1, tid: 1, comm: "curl", cookie: 7,
+                              method: "GET", target: "/", status: 200, local: .ipv4(127, 0, 0, 1, port: 40000),
+                              remote: .ipv4(127, 0, 0, 1, port: 8080), startNs: 0, connectNs: 0, synRetransmits: 0,
+                              retransmits: 0, pollWaitNs: 0, ttfbNs: 300_000_000, end: .responded)
+        a.record(r, wallTimeSeconds: 1_795_296_294.1994)
+        let om = ExpositionWriter.render(a, SelfObservation(), openMetrics: true)
+        XCTAssertTrue(om.contains(#"tincture_http_request_duration_seconds_bucket{comm="curl",side="client",endpoint="127.0.0.1:8080",le="0.5"} 1 # {request_id="test-123"} 0.3 1795296294.199"# + "\n"), om)
+        XCTAssertTrue(om.contains("# TYPE tincture_tcp_retransmits counter\n"), "OpenMetrics counter families drop _total")
+        XCTAssertTrue(om.hasSuffix("# EOF\n"))
+        let text = ExpositionWriter.render(a, SelfObservation())
+        XCTAssertFalse(text.contains("request_id"))
+        XCTAssertFalse(text.contains("# EOF"))
+        XCTAssertTrue(text.contains("# TYPE tincture_tcp_retransmits_total counter\n"))
+    }
+
+    func testAcceptNegotiation() {
+        XCTAssertTrue(ExpositionWriter.wantsOpenMetrics(accept: "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"))
+        XCTAssertFalse(ExpositionWriter.wantsOpenMetrics(accept: "text/plain"))
+        XCTAssertFalse(ExpositionWriter.wantsOpenMetrics(accept: nil))
+    }
+}

@@ -17,6 +17,9 @@ enum Fixtures {
     /// curl[4711] tid 4713 waited 300 ms in epoll_wait (timeout 5000 ms) on fd 7 (cookie 4242), 1 ready, kprobe.
     static let pollEpoll = hex("030000006712000069120000050000000037178900000000009435770000000092100000000000008813000000000000010000000700000002000000000000006375726c000000000000000000000000")
 
+    /// curl[4711] sent 18 bytes "GET / HTTP/1.1\r\n\r\n" from 127.0.0.1:40000 to :8080, cookie 99.
+    static let payloadSend = hex("04000000671200006812000012000000c0cf6a00000000006300000000000000120000000200409c901f0103000000007f0000010000000000000000000000007f0000010000000000000000000000006375726c000000000000000000000000474554202f20485454502f312e310d0a0d0a")
+
     static func hex(_ s: String) -> [UInt8] {
         var out: [UInt8] = []
         var i = s.startIndex
@@ -109,6 +112,19 @@ final class DecoderTests: XCTestCase {
         XCTAssertEqual(EventDecoder.decode(bad), .failure(.badSyscall(99)))
         XCTAssertEqual(EventDecoder.decode(Array(Fixtures.pollEpoll.prefix(79))), .failure(.truncated(kind: 3, size: 79)))
         XCTAssertEqual(EventDecoder.decode(Array(Fixtures.retransmitV4.prefix(95))), .failure(.truncated(kind: 2, size: 95)))
+    }
+
+    func testDecodesPayloadWithItsVariableData() {
+        guard case .success(.payload(let p)) = EventDecoder.decode(Fixtures.payloadSend) else {
+            return XCTFail("did not decode")
+        }
+        XCTAssertEqual(p.bytes, Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        XCTAssertEqual(p.direction, .send)
+        XCTAssertEqual(p.cookie, 99)
+        XCTAssertEqual(p.remote.port, 8080)
+        XCTAssertEqual(p.comm, "curl")
+        // len claims more bytes than the record holds: truncated, not an out-of-bounds read.
+        XCTAssertEqual(EventDecoder.decode(Array(Fixtures.payloadSend.dropLast())), .failure(.truncated(kind: 4, size: 113)))
     }
 
     func testTCPStateNames() {
