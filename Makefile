@@ -97,7 +97,7 @@ test-integration: build
 	Tests/integration/run.sh
 
 test-vm: build
-	Tests/vm/run-in-vm.sh --timeout 900 -- Tests/vm/guest-tests.sh
+	Tests/vm/run-in-vm.sh --timeout 1800 -- Tests/vm/guest-tests.sh
 
 ## install: agent to $(PREFIX)/bin, unit to $(UNITDIR)
 install: build

@@ -64,12 +64,24 @@ public struct RequestRecord: Equatable, Sendable {
     public var retransmits: UInt32
     /// Time threads waited in poll/select/epoll on this request's socket or thread.
     public var pollWaitNs: UInt64
+    /// The longest of those waits and its syscall: where this request's exemplar goes
+    /// on the poll-wait histogram.
+    public var longestWait: (ns: UInt64, syscall: WaitSyscall, comm: String)? = nil
     /// Request bytes to first response bytes; 0 unless `end == .responded`.
     public var ttfbNs: UInt64
     public var end: End
 
     /// The service end: the remote for a client, the local end for a server.
     public var endpoint: SocketAddress { side == .client ? remote : local }
+
+    public static func == (a: RequestRecord, b: RequestRecord) -> Bool {
+        a.requestID == b.requestID && a.side == b.side && a.pid == b.pid && a.tid == b.tid && a.comm == b.comm
+            && a.cookie == b.cookie && a.method == b.method && a.target == b.target && a.status == b.status
+            && a.local == b.local && a.remote == b.remote && a.startNs == b.startNs && a.connectNs == b.connectNs
+            && a.synRetransmits == b.synRetransmits && a.retransmits == b.retransmits && a.pollWaitNs == b.pollWaitNs
+            && a.ttfbNs == b.ttfbNs && a.end == b.end && a.longestWait?.ns == b.longestWait?.ns
+            && a.longestWait?.syscall == b.longestWait?.syscall
+    }
 
     public init(requestID: String, side: Side, pid: UInt32, tid: UInt32, comm: String, cookie: UInt64,
                 method: String, target: String, status: Int, local: SocketAddress, remote: SocketAddress,
@@ -201,6 +213,9 @@ public struct Correlator: Sendable {
         guard let cookie, let current = inFlight[cookie], w.endNs > current.record.startNs else { return }
         // Only the part of the wait after the request was sent belongs to it.
         inFlight[cookie]!.record.pollWaitNs += w.endNs - max(w.startNs, current.record.startNs)
+        if w.durationNs > current.record.longestWait?.ns ?? 0 {
+            inFlight[cookie]!.record.longestWait = (w.durationNs, w.syscall, w.comm)
+        }
     }
 
     /// Ends requests with no response after the timeout; returns them.

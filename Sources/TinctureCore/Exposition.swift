@@ -50,7 +50,7 @@ public struct ExpositionWriter {
                   ["responded", "superseded", "timed_out", "evicted"].map { (["end": $0], aggregates.requestEnds[$0] ?? 0) })
         let poll = pollWaitFamily(observation.pollWaits, cap: observation.seriesCap)
         w.histogram(name: poll.name, help: poll.help, labelNames: ["comm", "syscall"], bounds: Buckets.pollSeconds,
-                    rows: poll.rows)
+                    rows: poll.rows, exemplars: aggregates.pollWaitExemplars)
         w.counter("tincture_events_total", "Events received from the kernel ring buffer, by kind.",
                   EventKind.allCases.map { (["kind": $0.name], aggregates.eventsReceived[$0] ?? 0) })
         w.counter("tincture_events_lost_total",

@@ -103,6 +103,8 @@ public struct Aggregates: Sendable {
     public var retransmits: CounterFamily
     public var requestDuration: HistogramFamily
     public private(set) var requestEnds: [String: UInt64] = [:]
+    /// Exemplars for the kernel-aggregated poll-wait histogram, by [comm, syscall] and bucket.
+    public private(set) var pollWaitExemplars: [[String]: [Int: Exemplar]] = [:]
     public private(set) var eventsReceived: [EventKind: UInt64] = [:]
     public private(set) var decodeErrors: [String: UInt64] = [:]
 
@@ -141,6 +143,16 @@ public struct Aggregates: Sendable {
             let connect = Double(r.connectNs) / 1e9
             connectDuration.attach(Exemplar(requestID: r.requestID, value: connect, timestamp: wallTimeSeconds),
                                    to: [r.comm, r.endpoint.description, ConnectResult.ok.name])
+        }
+        if let wait = r.longestWait {
+            let value = Double(wait.ns) / 1e9
+            let bucket = Buckets.pollSeconds.firstIndex { value <= $0 } ?? Buckets.pollSeconds.count
+            // Bounded like the kernel map it decorates: no new label sets past the cap.
+            let key = [wait.comm, wait.syscall.name]
+            if pollWaitExemplars[key] != nil || pollWaitExemplars.count < requestDuration.seriesCap {
+                pollWaitExemplars[key, default: [:]][bucket] =
+                    Exemplar(requestID: r.requestID, value: value, timestamp: wallTimeSeconds)
+            }
         }
     }
 

@@ -45,6 +45,8 @@ final class CorrelatorTests: XCTestCase {
         XCTAssertEqual(r.synRetransmits, 1)
         XCTAssertEqual(r.retransmits, 2)
         XCTAssertEqual(r.pollWaitNs, 310 * ms)
+        XCTAssertEqual(r.longestWait?.ns, 311 * ms)
+        XCTAssertEqual(r.longestWait?.syscall, .poll)
         XCTAssertEqual(r.ttfbNs, 311 * ms)
         XCTAssertEqual(r.end, .responded)
         XCTAssertEqual(r.endpoint, server)
@@ -199,6 +201,22 @@ final class OpenMetricsTests: XCTestCase {
         XCTAssertFalse(text.contains("request_id"))
         XCTAssertFalse(text.contains("# EOF"))
         XCTAssertTrue(text.contains("# TYPE tincture_tcp_retransmits_total counter\n"))
+    }
+
+    func testPollWaitExemplarLandsOnTheKernelRow() {
+        var a = Aggregates()
+        var r = RequestRecord(requestID: "slow-1", side: .client, pid: 1, tid: 1, comm: "curl", cookie: 7,
+                              method: "GET", target: "/", status: 200, local: .ipv4(127, 0, 0, 1, port: 40000),
+                              remote: .ipv4(127, 0, 0, 1, port: 8080), startNs: 0, connectNs: 0, synRetransmits: 0,
+                              retransmits: 0, pollWaitNs: 300_000_000, ttfbNs: 301_000_000, end: .responded)
+        r.longestWait = (300_000_000, .poll, "curl")
+        a.record(r, wallTimeSeconds: 1000)
+        var counts = [UInt64](repeating: 0, count: Buckets.pollSeconds.count + 1)
+        counts[9] = 1
+        var o = SelfObservation()
+        o.pollWaits = [PollHistogramRow(comm: "curl", syscall: "poll", counts: counts, sumNs: 300_000_000)]
+        let om = ExpositionWriter.render(a, o, openMetrics: true)
+        XCTAssertTrue(om.contains(#"tincture_poll_wait_seconds_bucket{comm="curl",syscall="poll",le="0.5"} 1 # {request_id="slow-1"} 0.3 1000.000"#), om)
     }
 
     func testAcceptNegotiation() {

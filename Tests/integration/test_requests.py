@@ -167,7 +167,8 @@ def test_openmetrics_exemplars_parse_and_text_still_lints(agent, tail, ns):
     rid = unique("om-")
     server = start_server(ns, unique("tn-om-"))
     try:
-        curl(ns, "-H", f"X-Request-ID: {rid}", f"http://127.0.0.1:{PORT}/")
+        # A 200 ms answer: curl's poll wait joins the request, so all three histograms get its ID.
+        curl(ns, "-H", f"X-Request-ID: {rid}", f"http://127.0.0.1:{PORT}/?delay=0.2")
     finally:
         stop_process(server)
     tail.poll(lambda evs: requests(evs, request_id=rid, side="client"))
@@ -180,6 +181,7 @@ def test_openmetrics_exemplars_parse_and_text_still_lints(agent, tail, ns):
                 exemplars.append((family.name, s.exemplar.labels.get("request_id")))
     assert ("tincture_http_request_duration_seconds", rid) in exemplars, exemplars
     assert ("tincture_tcp_connect_duration_seconds", rid) in exemplars, exemplars
+    assert ("tincture_poll_wait_seconds", rid) in exemplars, exemplars
     assert "request_id" not in agent.metrics(), "request IDs never appear in the plain text format"
     lint = subprocess.run(["promtool", "check", "metrics"], input=agent.metrics(), capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
