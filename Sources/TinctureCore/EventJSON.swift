@@ -14,11 +14,7 @@ public enum EventJSON {
             o.field("tid", UInt64(c.tid))
             o.field("comm", c.comm)
             o.field("cookie", c.cookie)
-            o.field("family", c.source.family == .inet6 ? "ipv6" : "ipv4")
-            o.field("saddr", c.source.host)
-            o.field("sport", UInt64(c.source.port))
-            o.field("daddr", c.destination.host)
-            o.field("dport", UInt64(c.destination.port))
+            o.endpoints(c.source, c.destination)
             o.field("duration_ns", c.durationNs)
             o.field("result", c.result.name)
             o.field("errno", Int64(c.error))
@@ -33,11 +29,7 @@ public enum EventJSON {
             o.field("tid", UInt64(r.tid))
             o.field("comm", r.comm)
             o.field("cookie", r.cookie)
-            o.field("family", r.source.family == .inet6 ? "ipv6" : "ipv4")
-            o.field("saddr", r.source.host)
-            o.field("sport", UInt64(r.source.port))
-            o.field("daddr", r.destination.host)
-            o.field("dport", UInt64(r.destination.port))
+            o.endpoints(r.source, r.destination)
             o.field("state", r.stateName)
             o.field("segs", UInt64(r.segs))
             o.field("srtt_us", UInt64(r.srttUs))
@@ -92,11 +84,7 @@ public enum EventJSON {
         o.field("method", r.method)
         o.field("target", r.target)
         o.field("status", UInt64(r.status))
-        o.field("family", r.local.family == .inet6 ? "ipv6" : "ipv4")
-        o.field("saddr", r.local.host)
-        o.field("sport", UInt64(r.local.port))
-        o.field("daddr", r.remote.host)
-        o.field("dport", UInt64(r.remote.port))
+        o.endpoints(r.local, r.remote)
         o.field("connect_ns", r.connectNs)
         o.field("syn_retransmits", UInt64(r.synRetransmits))
         o.field("retransmits", UInt64(r.retransmits))
@@ -142,6 +130,15 @@ struct JSONObjectWriter {
     mutating func field(_ key: String, _ value: UInt64) { sep(key); text += String(value) }
     mutating func field(_ key: String, _ value: Int64) { sep(key); text += String(value) }
     mutating func field(_ key: String, _ value: Bool) { sep(key); text += value ? "true" : "false" }
+
+    /// family, saddr, sport, daddr, dport: the same five fields in every socket event.
+    mutating func endpoints(_ local: SocketAddress, _ remote: SocketAddress) {
+        field("family", local.family == .inet6 ? "ipv6" : "ipv4")
+        field("saddr", local.host)
+        field("sport", UInt64(local.port))
+        field("daddr", remote.host)
+        field("dport", UInt64(remote.port))
+    }
 
     private mutating func sep(_ key: String) {
         if text.count > 1 { text += "," }

@@ -15,13 +15,6 @@ def agent():
         yield a
 
 
-@pytest.fixture
-def tail(agent):
-    t = Tail(agent)
-    yield t
-    t.close()
-
-
 def event_for(events, report):
     """The connect event for the client's attempt: same pid, tid and (when known) port."""
     hits = [e for e in events

@@ -23,13 +23,6 @@ def agent():
 
 
 @pytest.fixture
-def tail(agent):
-    t = Tail(agent)
-    yield t
-    t.close()
-
-
-@pytest.fixture
 def ns():
     require_root()
     with Netns() as n:

@@ -15,13 +15,6 @@ def agent():
         yield a
 
 
-@pytest.fixture
-def tail(agent):
-    t = Tail(agent)
-    yield t
-    t.close()
-
-
 def test_hooks_attached(agent):
     metrics = parse_metrics(agent.metrics())
     for hook in ("tcp_retransmit", "poll_wait"):
