@@ -155,7 +155,6 @@ public final class Agent: @unchecked Sendable {
     private func consume(_ bytes: UnsafeRawBufferPointer) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            let wall = Double(Clock.nowRealtimeNs()) / 1e9
             let finished: [RequestRecord] = state.withLock { s in
                 s.aggregates.record(event)
                 var finished: [RequestRecord] = []
@@ -171,9 +170,13 @@ public final class Agent: @unchecked Sendable {
                     s.lastExpiryNs = nowNs
                     finished += s.correlator.expire(nowNs: nowNs)
                 }
-                for r in finished {
-                    s.aggregates.record(r, wallTimeSeconds: wall)
-                    s.store.add(r)
+                if !finished.isEmpty {
+                    // Exemplar timestamps: read the clock only when a request finished.
+                    let wall = Double(Clock.nowRealtimeNs()) / 1e9
+                    for r in finished {
+                        s.aggregates.record(r, wallTimeSeconds: wall)
+                        s.store.add(r)
+                    }
                 }
                 return finished
             }
