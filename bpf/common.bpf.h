@@ -132,4 +132,33 @@ static __always_inline __u64 tn_socket_id(struct sock *sk)
 	return cookie ? cookie : (((__u64)sk ^ tn_cfg.id_secret) | (1ULL << 63));
 }
 
+#define TN_S_IFMT 00170000
+#define TN_S_IFSOCK 0140000
+
+/* The current task's open file behind an fd, or NULL. */
+static __always_inline struct file *tn_fd_file(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* The socket behind a file, or NULL when the file is not a socket. */
+static __always_inline struct sock *tn_file_sock(struct file *f)
+{
+	struct socket *sock;
+
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & TN_S_IFMT) != TN_S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
 #endif /* TINCTURE_COMMON_BPF_H */

@@ -19,9 +19,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-
 /* x86-64 syscall numbers */
 enum {
 	NR_READ = 0, NR_WRITE = 1, NR_READV = 19, NR_WRITEV = 20,
@@ -52,21 +49,8 @@ struct {
 /* TCP socket behind an fd of the current task, or NULL. */
 static __always_inline struct sock *tcp_sock_of(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-	struct socket *sock;
-	struct sock *sk;
+	struct sock *sk = tn_file_sock(tn_fd_file(fd));
 
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	sock = BPF_CORE_READ(f, private_data);
-	sk = BPF_CORE_READ(sock, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return NULL;
 	return sk;

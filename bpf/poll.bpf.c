@@ -19,9 +19,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-
 /* A wait in progress, keyed by thread. */
 struct tn_wait {
 	__u64 start_ns;
@@ -60,35 +57,18 @@ static __always_inline __s64 user_time_ms(__u64 uptr, bool timeval)
 	return t[0] * 1000 + (__s64)(timeval ? (__u64)t[1] / 1000 : (__u64)t[1] / 1000000);
 }
 
-static __always_inline struct file *fd_file(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *f = NULL;
-
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 /* The cookie of the socket behind a file, 0 for anything else. */
 static __always_inline __u64 file_cookie(struct file *f)
 {
-	struct socket *sock;
+	struct sock *sk = tn_file_sock(f);
 
-	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return 0;
-	sock = BPF_CORE_READ(f, private_data);
-	return tn_socket_id(BPF_CORE_READ(sock, sk));
+	return sk ? tn_socket_id(sk) : 0;
 }
 
 /* The one fd an epoll instance watches, or -1 if it watches none or several. */
 static __always_inline int epoll_single(int epfd, __u64 *cookie)
 {
-	struct file *ef = fd_file(epfd);
+	struct file *ef = tn_fd_file(epfd);
 	struct eventpoll *ep;
 	struct rb_node *n;
 	struct epitem *epi;
@@ -144,7 +124,7 @@ static __always_inline void wait_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2, _
 		/* struct pollfd's first field is the fd */
 		if (a1 == 1 && !bpf_probe_read_user(&pfd, sizeof(pfd), (void *)a0)) {
 			w.fd = pfd;
-			w.cookie = file_cookie(fd_file(pfd));
+			w.cookie = file_cookie(tn_fd_file(pfd));
 		}
 		break;
 	case TN_SC_SELECT:
@@ -152,7 +132,7 @@ static __always_inline void wait_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2, _
 		w.timeout_ms = user_time_ms(a4, sc == TN_SC_SELECT);
 		w.fd = select_single(a0, a1, a2, a3);
 		if (w.fd >= 0)
-			w.cookie = file_cookie(fd_file(w.fd));
+			w.cookie = file_cookie(tn_fd_file(w.fd));
 		break;
 	default: /* epoll_wait, epoll_pwait: int ms; epoll_pwait2: timespec */
 		w.timeout_ms = sc == TN_SC_EPOLL_PWAIT2 ? user_time_ms(a3, false) : ((int)a3 < 0 ? -1 : (int)a3);
