@@ -99,9 +99,9 @@ final class EventStream: @unchecked Sendable {
             if byte == 10 { break }
             line.append(byte)
         }
-        let text = String(decoding: line, as: UTF8.self).trimmingCharacters()
+        let text = String(decoding: line, as: UTF8.self).trimmingSpaces()
         if text.hasPrefix("explain ") {
-            let id = String(text.dropFirst("explain ".count)).trimmingCharacters()
+            let id = String(text.dropFirst("explain ".count)).trimmingSpaces()
             if !id.isEmpty { return .explain(id) }
         }
         return .subscribe
@@ -134,14 +134,5 @@ final class EventStream: @unchecked Sendable {
         }
         subscriberCount.subtract(1, ordering: .relaxed)
         close(sub.fd)
-    }
-}
-
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while s.first?.isWhitespace == true { s.removeFirst() }
-        while s.last?.isWhitespace == true { s.removeLast() }
-        return String(s)
     }
 }

@@ -85,18 +85,9 @@ public enum AttachPlanner {
             text += "; the kernel has no BTF (/sys/kernel/btf/vmlinux), which CO-RE programs need"
         default:
             if !error.log.isEmpty, let last = error.log.split(separator: "\n").last {
-                text += "; libbpf: \(last.trimmingCharacters())"
+                text += "; libbpf: \(String(last).trimmingSpaces())"
             }
         }
         return text
-    }
-}
-
-extension Substring {
-    func trimmingCharacters() -> String {
-        var s = self
-        while s.first?.isWhitespace == true { s.removeFirst() }
-        while s.last?.isWhitespace == true { s.removeLast() }
-        return String(s)
     }
 }
