@@ -92,19 +92,9 @@ struct TailCommand: ParsableCommand {
 
         while let line = client.nextLine() {
             let data = Data(line)
-            guard let head = try? decoder.decode(KindOnly.self, from: data) else { continue }
-            switch head.kind {
-            case "hello":
-                if let hello = try? decoder.decode(Hello.self, from: data) {
-                    let hooks = hello.hooks.map { "\($0.hook) via \($0.mode)" }.joined(separator: ", ")
-                    FileHandle.standardError.write(Data("tincture tail: streaming from agent \(hello.version) (pid \(hello.pid); \(hooks))\n".utf8))
-                }
-            case "error":
-                let message = (try? decoder.decode(ErrorLine.self, from: data))?.message ?? "unknown error"
-                FileHandle.standardError.write(Data("tincture tail: the agent refused the stream: \(message)\n".utf8))
-                throw ExitCode(1)
-            case _ where Self.kinds.contains(head.kind):
-                guard let record = try? decoder.decode(EventRecord.self, from: data) else { continue }
+            // Events are the hot path: one decode. Control lines (hello, error) lack event fields.
+            if let record = try? decoder.decode(EventRecord.self, from: data) {
+                guard Self.kinds.contains(record.kind) else { continue }  // kinds from a newer agent
                 if let requestID {
                     if record.kind == "request" && record.requestID == requestID {
                         for joined in recent where RequestJoin.joins(joined.record, record) { show(joined.record, joined.line) }
@@ -115,10 +105,21 @@ struct TailCommand: ParsableCommand {
                     }
                     continue
                 }
-                guard filter.matches(record) else { continue }
-                show(record, line)
+                if filter.matches(record) { show(record, line) }
+                continue
+            }
+            switch (try? decoder.decode(KindOnly.self, from: data))?.kind {
+            case "hello":
+                if let hello = try? decoder.decode(Hello.self, from: data) {
+                    let hooks = hello.hooks.map { "\($0.hook) via \($0.mode)" }.joined(separator: ", ")
+                    FileHandle.standardError.write(Data("tincture tail: streaming from agent \(hello.version) (pid \(hello.pid); \(hooks))\n".utf8))
+                }
+            case "error":
+                let message = (try? decoder.decode(ErrorLine.self, from: data))?.message ?? "unknown error"
+                FileHandle.standardError.write(Data("tincture tail: the agent refused the stream: \(message)\n".utf8))
+                throw ExitCode(1)
             default:
-                continue  // kinds from a newer agent: skip, never fail
+                continue  // unreadable, or a control line from a newer agent: skip, never fail
             }
         }
         FileHandle.standardError.write(Data("tincture tail: the agent closed the stream (stopped or restarted)\n".utf8))
