@@ -183,7 +183,14 @@ def test_slow_subscriber_loses_its_own_events_counted_and_never_blocks():
     with Agent(extra=["--subscriber-queue", "512"]) as a:
         stuck = socket.socket(socket.AF_UNIX)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.connect(a.socket)  # never reads
+        stuck.connect(a.socket)
+        stuck.sendall(b"subscribe\n")  # and never reads
+        # The burst below can finish in well under a second; it must not start
+        # before the agent has registered the stuck subscriber.
+        deadline = time.monotonic() + 5
+        while sample(parse_metrics(a.metrics()), "tincture_subscribers") != 1:
+            assert time.monotonic() < deadline, "the agent never registered the stuck subscriber"
+            time.sleep(0.05)
         live = Tail(a)
         comm = unique("tn-burst-")
         n = 3000
