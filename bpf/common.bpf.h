@@ -27,6 +27,35 @@ struct {
 	__uint(max_entries, 1 << 20);
 } tn_events SEC(".maps") __weak;
 
+/* Run-time switches from the agent (struct tn_control). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tn_control);
+} tn_control SEC(".maps") __weak;
+
+/* Whether a live subscriber wants every event, not only the notable ones. */
+static __always_inline bool tn_streaming(void)
+{
+	__u32 zero = 0;
+	struct tn_control *c = bpf_map_lookup_elem(&tn_control, &zero);
+
+	return c && c->stream_all;
+}
+
+/*
+ * Submit flags for a record: wake the reader only when a good share of the
+ * ring is waiting. The reader also drains on a short bounded interval, so a
+ * quiet stream is never stranded, and a busy one costs one wake-up per batch
+ * instead of one per record.
+ */
+static __always_inline __u64 tn_wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA) >= TN_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										   : BPF_RB_NO_WAKEUP;
+}
+
 /* Loss and state counters, per CPU so the hot path never contends. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -46,6 +75,7 @@ struct tn_owner {
 	__u32 pid;
 	__u32 tid;
 	__u32 syn_retransmits;   /* counted by the retransmit hook while connecting */
+	__u32 connect_us;        /* latency of this end's connect until its first payload takes it */
 	__u8 client;             /* 1: this end called connect() */
 	__u8 reserved[3];
 	char comm[TN_COMM_LEN];

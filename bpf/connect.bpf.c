@@ -33,11 +33,69 @@ static __always_inline void connect_start(struct sock *sk)
 		tn_count(TN_CTR_OWNER_MAP_FULL);
 }
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct tn_connect_hist_key);
+	__type(value, struct tn_connect_hist);
+} tn_connect_hists SEC(".maps");
+
+static const __u64 tn_connect_bounds[TN_CONNECT_BUCKETS] = TN_CONNECT_BOUNDS_NS;
+
+/* Count one connect in the kernel histogram; false when the map is full. */
+static __always_inline bool count_connect(struct sock *sk, struct tn_owner *o, bool established,
+					  __s32 error, __u64 dur)
+{
+	struct tn_connect_hist_key key = {};
+	struct tn_connect_hist *h, zero = {};
+	__u32 i, bucket = TN_CONNECT_BUCKETS;
+
+	__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
+	key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	key.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	key.error = error;
+	key.established = established;
+	if (key.family == AF_INET6)
+		bpf_core_read(key.daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
+	else
+		BPF_CORE_READ_INTO((__u32 *)key.daddr, sk, __sk_common.skc_daddr);
+	h = bpf_map_lookup_elem(&tn_connect_hists, &key);
+	if (!h) {
+		bpf_map_update_elem(&tn_connect_hists, &key, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&tn_connect_hists, &key);
+		if (!h) {
+			tn_count(TN_CTR_CONNECT_HIST_MAP_FULL);
+			return false;
+		}
+	}
+	for (i = 0; i < TN_CONNECT_BUCKETS; i++) {
+		if (dur <= tn_connect_bounds[i]) {
+			bucket = i;
+			break;
+		}
+	}
+	/* per-CPU, but a softirq end can interrupt a process-context one: add atomically */
+	if (bucket <= TN_CONNECT_BUCKETS) /* always true; bounds the index for the verifier */
+		__sync_fetch_and_add(&h->counts[bucket], 1);
+	__sync_fetch_and_add(&h->sum_ns, dur);
+	return true;
+}
+
+/*
+ * Every connect is counted in the kernel histogram. Only the notable ones
+ * travel as events: failed, retried, or at least connect_min_ns long; all of
+ * them while a live subscriber is attached. A fast connect leaves its latency
+ * in the owner entry, for the first request on the socket to carry.
+ */
 static __always_inline void connect_end(struct sock *sk, int newstate, __u64 cookie, __u8 mode)
 {
 	__u64 key = (__u64)sk;
 	struct tn_owner *o;
 	struct tn_connect_event *e;
+	__u64 now, dur;
+	__u32 syn_retransmits;
+	__s32 error;
+	bool counted;
 
 	o = bpf_map_lookup_elem(&tn_owners, &key);
 	if (!o || !o->connect_start_ns) {
@@ -45,6 +103,25 @@ static __always_inline void connect_end(struct sock *sk, int newstate, __u64 coo
 		tn_count(TN_CTR_CONNECT_END_UNSEEN_START);
 		return;
 	}
+	now = bpf_ktime_get_ns();
+	dur = now - o->connect_start_ns;
+	/* sk_err is set before tcp_done() moves the socket to CLOSE */
+	error = newstate == TN_TCP_ESTABLISHED ? 0 : BPF_CORE_READ(sk, sk_err);
+	/*
+	 * The retransmit hook counts SYNs as it sees them; without it, every
+	 * retransmit so far was a SYN: the handshake has not completed.
+	 */
+	syn_retransmits = tn_cfg.retransmit_hook ? o->syn_retransmits
+						 : BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+	counted = count_connect(sk, o, newstate == TN_TCP_ESTABLISHED, error, dur);
+	if (newstate == TN_TCP_ESTABLISHED) {
+		__u64 us = dur / 1000;
+
+		o->connect_us = us == 0 ? 1 : us > 0xffffffff ? 0xffffffff : us;
+	}
+	if (counted && newstate == TN_TCP_ESTABLISHED && syn_retransmits == 0 &&
+	    dur < tn_cfg.connect_min_ns && !tn_streaming())
+		goto out;
 
 	/* reserve a slot; count the loss if the ring is full */
 	e = bpf_ringbuf_reserve(&tn_events, sizeof(*e), 0);
@@ -55,23 +132,17 @@ static __always_inline void connect_end(struct sock *sk, int newstate, __u64 coo
 	e->kind = TN_EVENT_CONNECT;
 	e->pid = o->pid;
 	e->tid = o->tid;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = now;
 	e->start_ns = o->connect_start_ns;
 	e->cookie = cookie;
 	e->established = newstate == TN_TCP_ESTABLISHED;
-	/* sk_err is set before tcp_done() moves the socket to CLOSE */
-	e->error = e->established ? 0 : BPF_CORE_READ(sk, sk_err);
-	/*
-	 * The retransmit hook counts SYNs as it sees them; without it, every
-	 * retransmit so far was a SYN: the handshake has not completed.
-	 */
-	e->syn_retransmits = tn_cfg.retransmit_hook ? o->syn_retransmits
-						    : BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
+	e->error = error;
+	e->syn_retransmits = syn_retransmits;
 	e->mode = mode;
-	e->reserved = 0;
+	e->flags = counted ? 0 : TN_CONNECT_UNCOUNTED;
 	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
 	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, tn_wakeup_flags());
 out:
 	o->connect_start_ns = 0;
 }

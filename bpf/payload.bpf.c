@@ -85,6 +85,8 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 	__u32 zero = 0, n;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tn_payload_event *e = bpf_map_lookup_elem(&tn_payload_scratch, &zero);
+	__u64 sk_key = (__u64)sk;
+	struct tn_owner *o;
 
 	if (!e)
 		return;
@@ -104,11 +106,18 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 	e->total = total > 0xffffffff ? 0xffffffff : total;
 	e->direction = direction;
 	e->mode = mode;
-	__builtin_memset(e->reserved, 0, sizeof(e->reserved));
+	e->connect_us = 0;
+	o = bpf_map_lookup_elem(&tn_owners, &sk_key);
+	if (o && o->connect_us) {
+		/* the first request on a freshly connected socket carries what the connect cost */
+		e->connect_us = o->connect_us;
+		o->connect_us = 0;
+	}
 	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* only the filled part of data[] travels; count the loss if the ring is full */
-	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)), 0))
+	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)),
+			       tn_wakeup_flags()))
 		tn_count(TN_EVENT_PAYLOAD);
 }
 

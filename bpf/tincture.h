@@ -40,6 +40,7 @@ enum tn_counter {
 	TN_CTR_POLL_HIST_MAP_FULL,                 /* wait not counted: histogram map full */
 	TN_CTR_RETRANSMIT_OWNER_UNKNOWN,           /* retransmit on a socket with no recorded owner */
 	TN_CTR_RECV_MAP_FULL,                      /* receive not tracked: map full */
+	TN_CTR_CONNECT_HIST_MAP_FULL,              /* connect sent as an event: histogram map full */
 	TN_COUNTER_MAX,
 };
 
@@ -51,7 +52,24 @@ struct tn_config {
 	__u32 retransmit_hook;  /* 1 when the retransmit hook is attached: connects take its SYN count */
 	__u32 payload_max;      /* bytes of an HTTP payload to copy, at most TN_PAYLOAD_MAX */
 	__u32 reserved;
+	__u64 connect_min_ns;   /* successful connects at least this long travel as events */
 };
+
+/*
+ * Run-time switches the agent flips while the programs run (map tn_control,
+ * one entry). `stream_all`: a live subscriber is attached, so every connect
+ * travels as an event, not only the slow, retried and failed ones.
+ */
+struct tn_control {
+	__u32 stream_all;
+	__u32 reserved;
+};
+
+/*
+ * Ring-buffer wake-ups are batched: a record wakes the reader only once this
+ * much data is waiting; otherwise the reader finds it on its next bounded poll.
+ */
+#define TN_WAKEUP_BYTES (256 * 1024)
 
 #define TN_PAYLOAD_MAX 4096
 
@@ -85,6 +103,33 @@ struct tn_poll_hist {
 	__u64 sum_ns;
 };
 
+/* Connect-latency histogram upper bounds in nanoseconds (TinctureCore's Buckets.connectSeconds). */
+#define TN_CONNECT_BUCKETS 20
+#define TN_CONNECT_BOUNDS_NS                                                                 \
+	{ 100000ULL, 250000ULL, 500000ULL, 1000000ULL, 2500000ULL, 5000000ULL, 10000000ULL,    \
+	  25000000ULL, 50000000ULL, 100000000ULL, 250000000ULL, 500000000ULL, 1500000000ULL, \
+	  2500000000ULL, 3500000000ULL, 4500000000ULL, 7500000000ULL, 15500000000ULL,        \
+	  31500000000ULL, 63500000000ULL }
+
+/* Per-CPU in-kernel histogram of every connect, by caller, destination and outcome. */
+struct tn_connect_hist_key {
+	char comm[TN_COMM_LEN];
+	__u8 daddr[TN_ADDR_LEN];
+	__u16 family;
+	__u16 dport;             /* host order */
+	__u16 error;             /* sk_err when the attempt failed, 0 otherwise */
+	__u8 established;        /* 1 when the handshake completed */
+	__u8 reserved;
+};
+
+struct tn_connect_hist {
+	__u64 counts[TN_CONNECT_BUCKETS + 1];
+	__u64 sum_ns;
+};
+
+/* connect event flags */
+#define TN_CONNECT_UNCOUNTED 1   /* not in the kernel histogram (map full): the agent counts it */
+
 /*
  * One finished TCP connect attempt (SYN_SENT -> ESTABLISHED or -> CLOSE).
  * Owner fields are captured in process context when connect() starts; the end
@@ -104,7 +149,7 @@ struct tn_connect_event {
 	__u16 dport;             /* host byte order */
 	__u8 established;        /* 1 when the handshake completed */
 	__u8 mode;               /* enum tn_attach_mode */
-	__u32 reserved;
+	__u32 flags;             /* TN_CONNECT_* */
 	__u8 saddr[TN_ADDR_LEN]; /* IPv4 uses the first 4 bytes, network order */
 	__u8 daddr[TN_ADDR_LEN];
 	char comm[TN_COMM_LEN];  /* owner's comm at connect() time */
@@ -184,7 +229,8 @@ struct tn_payload_event {
 	__u16 dport;             /* remote port, host order */
 	__u8 direction;          /* TN_DIR_SEND or TN_DIR_RECV */
 	__u8 mode;
-	__u8 reserved[4];
+	__u32 connect_us;        /* first payload on a socket this side connected: the connect's
+				  * latency (µs, at least 1), else 0 */
 	__u8 saddr[TN_ADDR_LEN];
 	__u8 daddr[TN_ADDR_LEN];
 	char comm[TN_COMM_LEN];

@@ -16,6 +16,8 @@ public struct AgentConfig: Sendable {
     public var subscriberQueue: Int = 4096
     /// Poll waits at least this long are sent as events; all are counted.
     public var pollMinNs: UInt64 = ProbeConfig.defaultPollMinNs
+    /// Clean connects at least this long are sent as events; all are counted.
+    public var connectMinNs: UInt64 = ProbeConfig.defaultConnectMinNs
     /// Headers whose first present value is a request's ID.
     public var requestIDHeaders: [String] = RequestIDExtractor.defaultHeaders
     /// Bytes of each HTTP payload the kernel copies.
@@ -80,6 +82,7 @@ public final class Agent: @unchecked Sendable {
         }
         var probeConfig = ProbeConfig()
         probeConfig.pollMinNs = config.pollMinNs
+        probeConfig.connectMinNs = config.connectMinNs
         probeConfig.payloadMax = config.payloadMax
         let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
         for entry in plan.entries {
@@ -101,6 +104,12 @@ public final class Agent: @unchecked Sendable {
             let server = try MetricsServer(address: config.listen) { [self] path, accept in route(path, accept) }
             let stream = try EventStream(path: config.eventsSocket, queueCapacity: config.subscriberQueue,
                                          hello: { [self] in helloLine() },
+                                         subscribersChanged: { count in
+                                             // Before the greeting: a tail sees every connect from its first line.
+                                             if !probes.setStreamAll(count > 0) {
+                                                 Log.warning("could not switch the kernel's event stream (map tn_control)")
+                                             }
+                                         },
                                          explain: { [self] id in explainLines(id) })
             self.stream = stream
             let reader = try probes.makeReader { [self] bytes in consume(bytes) }
@@ -206,6 +215,7 @@ public final class Agent: @unchecked Sendable {
             o.kernelUntracked = counters.untracked
             o.probes = probes.plan.probes
             o.pollWaits = probes.pollHistogram()
+            o.connects = probes.connectHistogram()
         }
         o.seriesCap = config.seriesCap
         let correlation = state.withLock { ($0.correlator.evictedInFlight, $0.correlator.evictedSockets, $0.store.evicted) }

@@ -26,12 +26,17 @@ final class EventStream: @unchecked Sendable {
     private let queueCapacity: Int
     private let hello: () -> String
     private let explain: (String) -> [String]
+    /// Told the number of subscribers whenever it changes, under the stream's lock
+    /// (so calls arrive in order), before a new subscriber's greeting goes out.
+    private let subscribersChanged: (Int) -> Void
     private let state = Mutex<(subscribers: [ObjectIdentifier: Subscriber], departedDrops: UInt64)>(([:], 0))
     private let subscriberCount = Atomic<Int>(0)
 
     init(path: String, queueCapacity: Int, hello: @escaping () -> String,
+         subscribersChanged: @escaping (Int) -> Void = { _ in },
          explain: @escaping (String) -> [String]) throws {
         self.path = path
+        self.subscribersChanged = subscribersChanged
         self.queueCapacity = queueCapacity
         self.hello = hello
         self.explain = explain
@@ -115,7 +120,10 @@ final class EventStream: @unchecked Sendable {
         }
         let sub = Subscriber(fd: fd, capacity: queueCapacity)
         sub.queue.push(hello())
-        state.withLock { $0.subscribers[ObjectIdentifier(sub)] = sub }
+        state.withLock { s in
+            s.subscribers[ObjectIdentifier(sub)] = sub
+            subscribersChanged(s.subscribers.count)
+        }
         subscriberCount.add(1, ordering: .relaxed)
         write(to: sub)
     }
@@ -131,6 +139,7 @@ final class EventStream: @unchecked Sendable {
         state.withLock { s in
             s.subscribers[ObjectIdentifier(sub)] = nil
             s.departedDrops += sub.queue.droppedCount
+            subscribersChanged(s.subscribers.count)
         }
         subscriberCount.subtract(1, ordering: .relaxed)
         close(sub.fd)

@@ -13,6 +13,7 @@ final class BPFObject {
     init(config: ProbeConfig) throws {
         var c = tn_config()
         c.poll_min_ns = config.pollMinNs
+        c.connect_min_ns = config.connectMinNs
         c.self_tgid = config.selfTgid
         c.retransmit_hook = config.retransmitHook ? 1 : 0
         c.payload_max = config.payloadMax

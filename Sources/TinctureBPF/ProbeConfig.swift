@@ -10,6 +10,10 @@ public struct ProbeConfig: Sendable {
     public var selfTgid: UInt32 = UInt32(getpid())
     /// Whether the retransmit hook is attached (connect events then take its SYN count).
     public var retransmitHook = false
+    public static let defaultConnectMinNs: UInt64 = 10_000_000
+    /// Successful connects without SYN retransmits travel as events only when at
+    /// least this long (or while a live subscriber is attached); all are counted.
+    public var connectMinNs: UInt64 = defaultConnectMinNs
     public static let defaultPayloadMax: UInt32 = 512
     /// Bytes of each HTTP payload to copy (64...4095).
     public var payloadMax: UInt32 = defaultPayloadMax

@@ -10,6 +10,8 @@ public final class LoadedProbes {
     private let object: BPFObject
     private let countersFD: Int32
     private let pollHistFD: Int32
+    private let connectHistFD: Int32
+    private let controlFD: Int32
     private let possibleCPUs: Int
 
     /// Loads every program the plan chose and attaches them. Throws if that fails;
@@ -26,6 +28,8 @@ public final class LoadedProbes {
         for program in programs { try object.attach(program: program) }
         countersFD = try object.mapFD("tn_counters")
         pollHistFD = try object.mapFD("tn_poll_hists")
+        connectHistFD = try object.mapFD("tn_connect_hists")
+        controlFD = try object.mapFD("tn_control")
         possibleCPUs = max(1, Int(libbpf_num_possible_cpus()))
     }
 
@@ -46,6 +50,7 @@ public final class LoadedProbes {
             "wait_map_full": readCounter(UInt32(TN_CTR_WAIT_MAP_FULL.rawValue)),
             "poll_histogram_map_full": readCounter(UInt32(TN_CTR_POLL_HIST_MAP_FULL.rawValue)),
             "retransmit_owner_unknown": readCounter(UInt32(TN_CTR_RETRANSMIT_OWNER_UNKNOWN.rawValue)),
+            "connect_histogram_map_full": readCounter(UInt32(TN_CTR_CONNECT_HIST_MAP_FULL.rawValue)),
         ]
         return (lost, untracked)
     }
@@ -78,6 +83,50 @@ public final class LoadedProbes {
             rows.append(PollHistogramRow(comm: comm, syscall: syscall, counts: counts, sumNs: sum))
         }
         return rows
+    }
+
+    /// Every row of the kernel's per-CPU connect histogram, summed over CPUs.
+    public func connectHistogram() -> [ConnectHistogramRow] {
+        var rows: [ConnectHistogramRow] = []
+        var key = tn_connect_hist_key()
+        var next = tn_connect_hist_key()
+        let buckets = Int(TN_CONNECT_BUCKETS) + 1
+        var values = [tn_connect_hist](repeating: tn_connect_hist(), count: possibleCPUs)
+        var hasKey = false
+        // Bounded: the map holds at most its max_entries keys.
+        for _ in 0..<65536 {
+            let rc = hasKey ? bpf_map_get_next_key(connectHistFD, &key, &next)
+                            : bpf_map_get_next_key(connectHistFD, nil, &next)
+            if rc != 0 { break }
+            hasKey = true
+            key = next
+            guard bpf_map_lookup_elem(connectHistFD, &key, &values) == 0 else { continue }
+            var counts = [UInt64](repeating: 0, count: buckets)
+            var sum: UInt64 = 0
+            for v in values {
+                withUnsafeBytes(of: v.counts) { raw in
+                    for i in 0..<buckets { counts[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
+                }
+                sum &+= v.sum_ns
+            }
+            guard let family = SocketAddress.Family(rawValue: key.family) else { continue }
+            let address = withUnsafeBytes(of: key.daddr) { Array($0.prefix(family == .inet ? 4 : 16)) }
+            let comm = withUnsafeBytes(of: key.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            rows.append(ConnectHistogramRow(
+                comm: comm, destination: SocketAddress(family: family, bytes: address, port: key.dport),
+                result: ConnectResult(established: key.established != 0, error: Int32(key.error)),
+                counts: counts, sumNs: sum))
+        }
+        return rows
+    }
+
+    /// Whether every connect travels as an event (a live subscriber is attached)
+    /// or only the slow, retried and failed ones. Returns false if the map refused.
+    @discardableResult
+    public func setStreamAll(_ on: Bool) -> Bool {
+        var key: UInt32 = 0
+        var value = tn_control(stream_all: on ? 1 : 0, reserved: 0)
+        return bpf_map_update_elem(controlFD, &key, &value, UInt64(BPF_ANY)) == 0
     }
 
     private func readCounter(_ slot: UInt32) -> UInt64 {

@@ -11,8 +11,10 @@ public final class RingBufferReader: @unchecked Sendable {
     private var ring: OpaquePointer?
     private let handler: (UnsafeRawBufferPointer) -> Void
     private let stopRequested = Atomic<Bool>(false)
-    /// How long one poll may block: bounds shutdown latency.
-    public static let pollTimeoutMs: Int32 = 100
+    /// How long one poll may block. The kernel side wakes the reader only once a
+    /// batch has built up (TN_WAKEUP_BYTES), so this also bounds how long a record
+    /// can wait to be read, and shutdown latency.
+    public static let pollTimeoutMs: Int32 = 20
 
     init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
         self.handler = handler
@@ -28,6 +30,11 @@ public final class RingBufferReader: @unchecked Sendable {
             let rc = ring_buffer__poll(ring, Self.pollTimeoutMs)
             if rc < 0 && rc != -EINTR {
                 try Libbpf.check(rc, .ringBuffer, "polling map tn_events")
+            }
+            // Records submitted without a wake-up are ready too: take them every interval.
+            let consumed = ring_buffer__consume(ring)
+            if consumed < 0 && consumed != -EINTR {
+                try Libbpf.check(consumed, .ringBuffer, "consuming map tn_events")
             }
         }
         // Drain what arrived before the stop so nothing already queued is lost.

@@ -13,9 +13,13 @@ public struct PayloadSample: Equatable, Sendable {
     public var local: SocketAddress
     public var remote: SocketAddress
     public var bytes: [UInt8]
+    /// On the first payload of a socket this side connected: what the connect took
+    /// (the kernel keeps it for connects too fast to travel as events), else 0.
+    public var connectNs: UInt64
 
     public init(cookie: UInt64, pid: UInt32, tid: UInt32, comm: String, direction: Direction, timestampNs: UInt64,
-                local: SocketAddress, remote: SocketAddress, bytes: [UInt8]) {
+                local: SocketAddress, remote: SocketAddress, bytes: [UInt8], connectNs: UInt64 = 0) {
+        self.connectNs = connectNs
         self.cookie = cookie
         self.pid = pid
         self.tid = tid
@@ -249,6 +253,9 @@ public struct Correlator: Sendable {
             record.connectNs = connect.durationNs
             record.synRetransmits = connect.synRetransmits
             socket.connect = nil
+        } else if side == .client && p.connectNs > 0 {
+            // A fast, clean connect: no event travelled, the kernel handed its latency over.
+            record.connectNs = p.connectNs
         }
         sockets[p.cookie] = socket
         inFlight[p.cookie] = InFlight(record: record)

@@ -14,10 +14,13 @@ public enum ConnectEventLayout {
     public static let dport = 48
     public static let established = 50
     public static let mode = 51
+    public static let flags = 52
     public static let saddr = 56
     public static let daddr = 72
     public static let comm = 88
     public static let size = 104
+
+    public static let flagUncounted: UInt32 = 1
 }
 
 /// Byte offsets of `struct tn_retransmit_event`.
@@ -76,6 +79,7 @@ public enum PayloadEventLayout {
     public static let dport = 40
     public static let direction = 42
     public static let mode = 43
+    public static let connectUs = 44
     public static let saddr = 48
     public static let daddr = 64
     public static let comm = 80
@@ -147,7 +151,8 @@ public enum EventDecoder {
             destination: destination,
             established: b[L.established] != 0,
             mode: AttachMode(abiValue: b[L.mode]),
-            comm: decodeComm(b, at: L.comm)))
+            comm: decodeComm(b, at: L.comm),
+            countedInKernel: b.loadUnaligned(fromByteOffset: L.flags, as: UInt32.self) & L.flagUncounted == 0))
     }
 
     static func decodeRetransmit(_ b: UnsafeRawBufferPointer) -> Result<RetransmitEvent, DecodeError> {
@@ -221,7 +226,8 @@ public enum EventDecoder {
             direction: b[L.direction] == 1 ? .send : .receive,
             timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
             local: addresses.0, remote: addresses.1,
-            bytes: Array(b[L.headerSize..<(L.headerSize + len)])))
+            bytes: Array(b[L.headerSize..<(L.headerSize + len)]),
+            connectNs: UInt64(b.loadUnaligned(fromByteOffset: L.connectUs, as: UInt32.self)) * 1000))
     }
 
     /// Family, addresses and ports laid out the same way in every socket event.

@@ -67,10 +67,14 @@ public struct ConnectEvent: Equatable, Sendable {
     public var established: Bool
     public var mode: AttachMode?
     public var comm: String
+    /// Whether the kernel's histogram already counted this connect (false only
+    /// when its map was full: the agent then counts it from the event).
+    public var countedInKernel: Bool
 
     public init(pid: UInt32, tid: UInt32, error: Int32, endNs: UInt64, startNs: UInt64, cookie: UInt64,
                 synRetransmits: UInt32, source: SocketAddress, destination: SocketAddress,
-                established: Bool, mode: AttachMode?, comm: String) {
+                established: Bool, mode: AttachMode?, comm: String, countedInKernel: Bool = true) {
+        self.countedInKernel = countedInKernel
         self.pid = pid
         self.tid = tid
         self.error = error

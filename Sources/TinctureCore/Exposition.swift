@@ -17,6 +17,8 @@ public struct SelfObservation: Sendable {
     public var version: String = "unknown"
     /// The kernel's poll-wait histogram: every wait, short ones included.
     public var pollWaits: [PollHistogramRow] = []
+    /// The kernel's connect histogram: every connect, fast ones included.
+    public var connects: [ConnectHistogramRow] = []
     /// Series cap for the kernel-aggregated families (label sets past it fold into "other").
     public var seriesCap: Int = Aggregates.defaultSeriesCap
 
@@ -42,7 +44,12 @@ public struct ExpositionWriter {
     public static func render(_ aggregates: Aggregates, _ observation: SelfObservation,
                               openMetrics: Bool = false) -> String {
         var w = ExpositionWriter(openMetrics: openMetrics)
-        w.histogram(aggregates.connectDuration)
+        var connects = aggregates.connectDuration
+        for row in observation.connects.sorted(by: { ($0.comm, $0.destination.description) < ($1.comm, $1.destination.description) }) {
+            connects.merge([row.comm, row.destination.description, row.result.name],
+                           counts: row.counts, sum: Double(row.sumNs) / 1e9)
+        }
+        w.histogram(connects)
         w.counter(aggregates.retransmits)
         w.histogram(aggregates.requestDuration)
         w.counter("tincture_http_requests_ended_total",
@@ -68,7 +75,7 @@ public struct ExpositionWriter {
                 [([:], Double(observation.subscribers))])
         w.counter("tincture_series_folded_total",
                   "Observations folded into label value \"other\" because a family reached its series cap.",
-                  [(["family": aggregates.connectDuration.name], aggregates.connectDuration.folded),
+                  [(["family": connects.name], connects.folded),
                    (["family": aggregates.retransmits.name], aggregates.retransmits.folded),
                    (["family": aggregates.requestDuration.name], aggregates.requestDuration.folded),
                    (["family": poll.name], poll.folded)])

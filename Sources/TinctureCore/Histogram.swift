@@ -22,6 +22,15 @@ public struct Histogram: Equatable, Sendable {
         count += 1
     }
 
+    /// Adds counts kept elsewhere (per bucket, not cumulative, same bounds) and their sum.
+    public mutating func merge(counts more: [UInt64], sum more_sum: Double) {
+        for i in 0..<min(counts.count, more.count) {
+            counts[i] += more[i]
+            count += more[i]
+        }
+        sum += more_sum
+    }
+
     /// Cumulative counts per bound, then +Inf: what the exposition formats print.
     public var cumulative: [UInt64] {
         var running: UInt64 = 0

@@ -121,3 +121,22 @@ public struct PollHistogramRow: Equatable, Sendable {
         self.sumNs = sumNs
     }
 }
+
+/// One (comm, destination, outcome) row of the kernel's per-CPU connect histogram,
+/// summed over CPUs. Every connect is counted there, events or not.
+public struct ConnectHistogramRow: Equatable, Sendable {
+    public var comm: String
+    public var destination: SocketAddress
+    public var result: ConnectResult
+    /// Per-bucket counts (not cumulative), one per `Buckets.connectSeconds` bound and one above.
+    public var counts: [UInt64]
+    public var sumNs: UInt64
+
+    public init(comm: String, destination: SocketAddress, result: ConnectResult, counts: [UInt64], sumNs: UInt64) {
+        self.comm = comm
+        self.destination = destination
+        self.result = result
+        self.counts = counts
+        self.sumNs = sumNs
+    }
+}

@@ -31,10 +31,19 @@ public struct HistogramFamily: Sendable {
         if let exemplar { attach(exemplar, to: key) }
     }
 
-    /// Attach an exemplar to the bucket its value falls in, on an existing series
-    /// (an observation counted elsewhere, e.g. the connect a request paid for).
+    /// Adds a row counted elsewhere (the kernel's histogram map) under the same series cap.
+    public mutating func merge(_ labels: [String], counts: [UInt64], sum: Double) {
+        precondition(labels.count == labelNames.count)
+        let key = SeriesCap.key(labels, isNew: series[labels] == nil, count: series.count, cap: seriesCap,
+                                foldable: foldable, folded: &folded)
+        series[key, default: Histogram(bounds: bounds)].merge(counts: counts, sum: sum)
+    }
+
+    /// Attach an exemplar to the bucket its value falls in (an observation counted
+    /// elsewhere, e.g. the connect a request paid for, counted in the kernel).
     public mutating func attach(_ exemplar: Exemplar, to labels: [String]) {
-        guard series[labels] != nil else { return }
+        // The series may live in the kernel's map; bound the exemplars like the series.
+        guard series[labels] != nil || exemplars[labels] != nil || exemplars.count < seriesCap else { return }
         let bucket = bounds.firstIndex { exemplar.value <= $0 } ?? bounds.count
         exemplars[labels, default: [:]][bucket] = exemplar
     }
@@ -160,9 +169,10 @@ public struct Aggregates: Sendable {
         eventsReceived[event.kind, default: 0] += 1
         switch event {
         case .connect(let c):
-            connectDuration.observe(
-                [c.comm, c.destination.description, c.result.name],
-                Double(c.durationNs) / 1e9)
+            // The kernel histogram counts every connect; an event it could not count is counted here.
+            if !c.countedInKernel {
+                connectDuration.observe([c.comm, c.destination.description, c.result.name], Double(c.durationNs) / 1e9)
+            }
         case .retransmit(let r):
             retransmits.add([r.commLabel, r.endpoint.description, r.stateName], UInt64(r.segs))
         case .poll, .payload:

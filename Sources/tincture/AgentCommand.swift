@@ -44,6 +44,10 @@ struct AgentCommand: ParsableCommand {
                                valueName: "duration"))
     var pollMinDuration: String = "10ms"
 
+    @Option(help: ArgumentHelp("Successful connects at least this long are sent as events (tail, correlation); failed or retried connects always are, and every connect while a `tincture tail` is attached. All are counted in tincture_tcp_connect_duration_seconds regardless.",
+                               valueName: "duration"))
+    var connectMinDuration: String = "10ms"
+
     @Option(name: .customLong("request-id-header"),
             help: ArgumentHelp("Header whose value is a request's ID (repeatable; the first present wins; \"traceparent\" gives its trace-id). Default: X-Request-ID, X-Correlation-ID, traceparent.",
                                valueName: "name"))
@@ -62,6 +66,9 @@ struct AgentCommand: ParsableCommand {
         }
         guard DurationParser.nanoseconds(pollMinDuration) != nil else {
             throw ValidationError("--poll-min-duration '\(pollMinDuration)' is not a duration; use e.g. 10ms, 250us, 1s")
+        }
+        guard DurationParser.nanoseconds(connectMinDuration) != nil else {
+            throw ValidationError("--connect-min-duration '\(connectMinDuration)' is not a duration; use e.g. 10ms, 250us, 1s")
         }
         guard ListenAddress(listen) != nil else {
             throw ValidationError("--listen '\(listen)' is not HOST:PORT (e.g. 127.0.0.1:9477, [::1]:9477, 0.0.0.0:9477)")
@@ -86,6 +93,7 @@ struct AgentCommand: ParsableCommand {
         config.seriesCap = seriesCap
         config.subscriberQueue = subscriberQueue
         config.pollMinNs = DurationParser.nanoseconds(pollMinDuration)!
+        config.connectMinNs = DurationParser.nanoseconds(connectMinDuration)!
         if !requestIDHeaders.isEmpty { config.requestIDHeaders = requestIDHeaders }
         config.payloadMax = UInt32(payloadMax)
         if let dir = parentDirectory(eventsSocket), access(dir, F_OK) != 0 {

@@ -42,16 +42,23 @@ final class KernelTests: XCTestCase {
 
         let (listener, port) = try Self.loopbackListener()
         defer { close(listener) }
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(client) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        func connectOnce() {
+            let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(client) }
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = port.bigEndian
+            sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            let rc = withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            XCTAssertEqual(rc, 0)
         }
-        XCTAssertEqual(rc, 0)
+        // A fast clean connect is counted in the kernel histogram and travels no event...
+        connectOnce()
+        // ...until a live subscriber asks for every event.
+        XCTAssertTrue(probes.setStreamAll(true))
+        connectOnce()
 
         let deadline = Date().addingTimeInterval(5)
         var mine: [ConnectEvent] = []
@@ -60,10 +67,16 @@ final class KernelTests: XCTestCase {
             if !mine.isEmpty { break }
             usleep(20_000)
         }
+        usleep(100_000)  // a stray second event would have arrived by now
+        mine = received.withLock { $0.filter { $0.pid == UInt32(getpid()) && $0.destination.port == port } }
         reader.stop()
         XCTAssertEqual(done.wait(timeout: .now() + 2), .success, "reader did not stop within its poll interval")
 
-        XCTAssertEqual(mine.count, 1)
+        XCTAssertEqual(mine.count, 1, "only the connect made while streaming travels")
+        let rows = probes.connectHistogram().filter { $0.destination.port == port && $0.destination.host == "127.0.0.1" }
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual(rows.first?.result, .ok)
+        XCTAssertEqual(rows.first?.counts.reduce(0, +), 2, "the kernel histogram counts both connects")
         guard let event = mine.first else { return }
         XCTAssertEqual(event.result, .ok)
         XCTAssertNotEqual(event.tid, 0)

@@ -14,7 +14,7 @@ final class LayoutTests: XCTestCase {
             (\C.error, L.error, "error"), (\C.ts_ns, L.tsNs, "ts_ns"), (\C.start_ns, L.startNs, "start_ns"),
             (\C.cookie, L.cookie, "cookie"), (\C.syn_retransmits, L.synRetransmits, "syn_retransmits"),
             (\C.family, L.family, "family"), (\C.sport, L.sport, "sport"), (\C.dport, L.dport, "dport"),
-            (\C.established, L.established, "established"), (\C.mode, L.mode, "mode"),
+            (\C.established, L.established, "established"), (\C.mode, L.mode, "mode"), (\C.flags, L.flags, "flags"),
             (\C.saddr, L.saddr, "saddr"), (\C.daddr, L.daddr, "daddr"), (\C.comm, L.comm, "comm"),
         ]
         for (path, expected, name) in offsets {
@@ -60,7 +60,7 @@ final class LayoutTests: XCTestCase {
             (\P.kind, L.kind, "kind"), (\P.pid, L.pid, "pid"), (\P.tid, L.tid, "tid"), (\P.len, L.len, "len"),
             (\P.ts_ns, L.tsNs, "ts_ns"), (\P.cookie, L.cookie, "cookie"), (\P.total, L.total, "total"),
             (\P.family, L.family, "family"), (\P.sport, L.sport, "sport"), (\P.dport, L.dport, "dport"),
-            (\P.direction, L.direction, "direction"), (\P.mode, L.mode, "mode"), (\P.saddr, L.saddr, "saddr"),
+            (\P.direction, L.direction, "direction"), (\P.mode, L.mode, "mode"), (\P.connect_us, L.connectUs, "connect_us"), (\P.saddr, L.saddr, "saddr"),
             (\P.daddr, L.daddr, "daddr"), (\P.comm, L.comm, "comm"),
         ]
         for (path, expected, name) in fields { XCTAssertEqual(MemoryLayout<P>.offset(of: path), expected, name) }
@@ -72,6 +72,14 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(kernel.count, Int(TN_POLL_BUCKETS))
         XCTAssertEqual(kernel.map { Double($0) / 1e9 }, Buckets.pollSeconds)
         XCTAssertEqual(MemoryLayout<tn_poll_hist>.size, (Int(TN_POLL_BUCKETS) + 2) * 8)
+    }
+
+    func testConnectBucketsMatchTheKernelSide() {
+        let kernel = withUnsafeBytes(of: tn_connect_bounds_ns) { Array($0.bindMemory(to: UInt64.self)) }
+        XCTAssertEqual(kernel.count, Int(TN_CONNECT_BUCKETS))
+        XCTAssertEqual(kernel.map { Double($0) / 1e9 }, Buckets.connectSeconds)
+        XCTAssertEqual(MemoryLayout<tn_connect_hist>.size, (Int(TN_CONNECT_BUCKETS) + 2) * 8)
+        XCTAssertEqual(MemoryLayout<tn_connect_hist_key>.size, 40)
     }
 
     func testSyscallValuesMatch() {

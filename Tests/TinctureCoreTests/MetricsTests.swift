@@ -134,10 +134,44 @@ final class ExpositionTests: XCTestCase {
             """)
     }
 
-    func testFullRenderFromAnEvent() throws {
-        guard case .success(let event) = EventDecoder.decode(Fixtures.connectV4) else { return XCTFail() }
+    func testKernelConnectRowsMergeWithUncountedEventsAndCarryExemplars() throws {
         var a = Aggregates()
-        a.record(event)
+        let dest = SocketAddress(family: .inet, bytes: [10, 0, 0, 7], port: 443)
+        var counted = ConnectEvent(pid: 1, tid: 1, error: 0, endNs: 2_000_000_000, startNs: 1_000_000_000, cookie: 9,
+                                   synRetransmits: 1, source: dest, destination: dest, established: true, mode: .tracepoint,
+                                   comm: "curl")
+        a.record(.connect(counted))
+        XCTAssertTrue(a.connectDuration.series.isEmpty, "a connect the kernel counted is not counted twice")
+        counted.countedInKernel = false
+        a.record(.connect(counted))
+        var o = SelfObservation()
+        var counts = [UInt64](repeating: 0, count: Buckets.connectSeconds.count + 1)
+        counts[0] = 5          // 5 fast ones in le=0.0001
+        counts[12] = 1         // one in le=1.5
+        o.connects = [ConnectHistogramRow(comm: "curl", destination: dest, result: .ok, counts: counts, sumNs: 1_000_400_000),
+                      ConnectHistogramRow(comm: "curl", destination: dest, result: .refused,
+                                          counts: [1] + [UInt64](repeating: 0, count: Buckets.connectSeconds.count),
+                                          sumNs: 50_000)]
+        let request = RequestRecord(requestID: "req-42", side: .client, pid: 1, tid: 1, comm: "curl", cookie: 9,
+                                    method: "GET", target: "/", status: 200, local: dest, remote: dest,
+                                    startNs: 0, connectNs: 1_000_000_000, synRetransmits: 1, retransmits: 0,
+                                    pollWaitNs: 0, ttfbNs: 1_100_000_000, end: .responded)
+        a.record(request, wallTimeSeconds: 1_700_000_000)
+        let text = ExpositionWriter.render(a, o, openMetrics: true)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_bucket{comm=\"curl\",endpoint=\"10.0.0.7:443\",result=\"ok\",le=\"0.0001\"} 5\n"), text)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_bucket{comm=\"curl\",endpoint=\"10.0.0.7:443\",result=\"ok\",le=\"1.5\"} 7 # {request_id=\"req-42\"} 1 1700000000.000\n"), text)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_count{comm=\"curl\",endpoint=\"10.0.0.7:443\",result=\"ok\"} 7\n"), text)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_count{comm=\"curl\",endpoint=\"10.0.0.7:443\",result=\"refused\"} 1\n"), text)
+        XCTAssertTrue(text.contains("tincture_tcp_connect_duration_seconds_sum{comm=\"curl\",endpoint=\"10.0.0.7:443\",result=\"ok\"} 2.0004\n"), text)
+    }
+
+    func testFullRenderFromAnEvent() throws {
+        guard case .success(.connect(var connect)) = EventDecoder.decode(Fixtures.connectV4) else { return XCTFail() }
+        // The kernel histogram counts connects; the agent counts only those it could not.
+        XCTAssertTrue(connect.countedInKernel)
+        connect.countedInKernel = false
+        var a = Aggregates()
+        a.record(.connect(connect))
         a.recordDecodeError(.unknownKind(9))
         var o = SelfObservation()
         o.lostEvents = [.connect: 3]

@@ -19,6 +19,8 @@ void tn_skel_destroy(struct tincture_bpf *skel);
 
 /* The poll-wait histogram bounds the BPF programs use, for checks on the Swift side. */
 static const __u64 tn_poll_bounds_ns[TN_POLL_BUCKETS] = TN_POLL_BOUNDS_NS;
+/* The connect-latency histogram bounds, likewise. */
+static const __u64 tn_connect_bounds_ns[TN_CONNECT_BUCKETS] = TN_CONNECT_BOUNDS_NS;
 
 /*
  * libbpf's own messages go to an in-memory log instead of stderr, so a
