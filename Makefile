@@ -35,8 +35,11 @@ DEB_PKGS     := libbpf-dev:/usr/include/bpf/libbpf.h libelf-dev:/usr/include/lib
                 prometheus:/usr/bin/promtool
 
 RELEASE_FLAGS := -c release --static-swift-stdlib
+# The peers `make bench` runs Tincture against.
+BENCH_PKGS   := bpftrace:/usr/bin/bpftrace libbpf-tools:/usr/sbin/tcpstates
+BENCH_ARGS   ?=
 
-.PHONY: all build bpf deps run test test-unit test-integration test-vm install uninstall clean
+.PHONY: all build bpf deps run test test-unit test-integration test-vm bench install uninstall clean
 
 all: build
 
@@ -81,7 +84,7 @@ bpf: deps $(SKEL)
 ## build: release agent at .build/release/tincture (BPF object embedded)
 build: bpf
 	@echo "  SWIFT  $(AGENT)"
-	$(Q)$(SWIFT) build $(RELEASE_FLAGS) $(if $(V),,--quiet)
+	$(Q)$(SWIFT) build $(RELEASE_FLAGS) --product tincture $(if $(V),,--quiet)
 
 ## run: start the agent in the foreground with built-in defaults (needs root)
 run: build
@@ -98,6 +101,17 @@ test-integration: build
 
 test-vm: build
 	Tests/vm/run-in-vm.sh --timeout 1800 -- Tests/vm/guest-tests.sh
+
+## bench: overhead next to bpftrace and libbpf-tools, consumer throughput, footprint
+##        (not part of test; about 15 minutes, 10 of them the footprint soak; BENCH_ARGS="--soak 60" shortens it)
+bench: build
+	$(Q)missing=""; for p in $(BENCH_PKGS); do [ -e "$${p#*:}" ] || missing="$$missing $${p%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "  DEPS   installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+	Tests/bench/bench.py --json .build/bench/results.json $(BENCH_ARGS)
 
 ## install: agent to $(PREFIX)/bin, unit to $(UNITDIR)
 install: build

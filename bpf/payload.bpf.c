@@ -218,18 +218,32 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 
 /* ---- tracepoint: every syscall passes here; all but eight leave at the switch ---- */
 
+static __always_inline bool payload_syscall(long nr)
+{
+	switch (nr) {
+	case NR_READ: case NR_WRITE: case NR_READV: case NR_WRITEV:
+	case NR_SENDTO: case NR_RECVFROM: case NR_SENDMSG: case NR_RECVMSG:
+		return true;
+	}
+	return false;
+}
+
+/*
+ * `regs` is a BTF-typed pointer here: its fields are plain loads, no helper
+ * call, and nothing is read before the syscall number says it matters.
+ */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tn_tp_payload_enter, struct pt_regs *regs, long id)
 {
-	sys_enter(id, BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx),
-		  TN_MODE_TRACEPOINT);
+	if (payload_syscall(id))
+		sys_enter(id, regs->di, regs->si, regs->dx, TN_MODE_TRACEPOINT);
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tn_tp_payload_exit, struct pt_regs *regs, long ret)
 {
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	long nr = regs->orig_ax;
 
 	if (nr == NR_READ || nr == NR_RECVFROM || nr == NR_READV || nr == NR_RECVMSG)
 		recv_exit(ret, TN_MODE_TRACEPOINT);

@@ -48,6 +48,7 @@ public final class Agent: @unchecked Sendable {
     private var stream: EventStream?
     private let readerAlive = Atomic<Bool>(false)
     private let readerFailed = Atomic<Bool>(false)
+    private let lastScrapeNs = Atomic<UInt64>(0)
 
     public init(config: AgentConfig) {
         self.config = config
@@ -234,9 +235,12 @@ public final class Agent: @unchecked Sendable {
     private func route(_ path: String, _ accept: String?) -> MetricsServer.Response {
         switch path {
         case "/metrics":
-            let o = observation()
+            let started = Clock.monotonicNs()
+            var o = observation()
+            o.lastScrapeSeconds = Double(lastScrapeNs.load(ordering: .relaxed)) / 1e9
             let om = ExpositionWriter.wantsOpenMetrics(accept: accept)
             let text = state.withLock { ExpositionWriter.render($0.aggregates, o, openMetrics: om) }
+            lastScrapeNs.store(Clock.monotonicNs() &- started, ordering: .relaxed)
             return .init(status: 200,
                          contentType: om ? ExpositionWriter.openMetricsContentType : ExpositionWriter.textContentType,
                          body: text)
@@ -266,6 +270,12 @@ enum Clock {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
         return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
+    static func monotonicNs() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 
     /// CLOCK_REALTIME − CLOCK_MONOTONIC: adds to bpf_ktime_get_ns() stamps to get Unix time.

@@ -19,6 +19,8 @@ public struct SelfObservation: Sendable {
     public var pollWaits: [PollHistogramRow] = []
     /// The kernel's connect histogram: every connect, fast ones included.
     public var connects: [ConnectHistogramRow] = []
+    /// How long the previous /metrics scrape took to gather and render.
+    public var lastScrapeSeconds: Double = 0
     /// Series cap for the kernel-aggregated families (label sets past it fold into "other").
     public var seriesCap: Int = Aggregates.defaultSeriesCap
 
@@ -83,6 +85,9 @@ public struct ExpositionWriter {
                 observation.probes.map { (["hook": $0.hook, "mode": $0.mode?.rawValue ?? "none"], 1) })
         w.gauge("tincture_probe_attached", "1 when the hook is attached, 0 when it failed in every allowed mode.",
                 observation.probes.map { (["hook": $0.hook], $0.mode == nil ? 0 : 1) })
+        w.gauge("tincture_scrape_render_seconds",
+                "Time the previous /metrics scrape took to read the kernel maps and render, seconds.",
+                [([:], observation.lastScrapeSeconds)])
         w.gauge("tincture_build_info", "Build information.", [(["version": observation.version], 1)])
         if openMetrics { w.text += "# EOF\n" }
         return w.text

@@ -180,6 +180,7 @@ final class ExpositionTests: XCTestCase {
         o.subscribers = 1
         o.probes = [.init(hook: "tcp_connect", mode: .tracepoint), .init(hook: "tcp_other", mode: nil)]
         o.version = "9.9.9"
+        o.lastScrapeSeconds = 0.0125
         let text = ExpositionWriter.render(a, o)
         let expectedTail = """
             tincture_tcp_connect_duration_seconds_bucket{comm="python3",endpoint="127.0.0.1:8080",result="ok",le="0.5"} 0
@@ -226,6 +227,9 @@ final class ExpositionTests: XCTestCase {
             # TYPE tincture_probe_attached gauge
             tincture_probe_attached{hook="tcp_connect"} 1
             tincture_probe_attached{hook="tcp_other"} 0
+            # HELP tincture_scrape_render_seconds Time the previous /metrics scrape took to read the kernel maps and render, seconds.
+            # TYPE tincture_scrape_render_seconds gauge
+            tincture_scrape_render_seconds 0.0125
             # HELP tincture_build_info Build information.
             # TYPE tincture_build_info gauge
             tincture_build_info{version="9.9.9"} 1

@@ -200,3 +200,33 @@ def test_non_http_traffic_and_junk_make_no_records(agent, tail, ns):
     events = tail.poll(lambda evs: False, timeout=1.5)
     assert not [e for e in events if e["kind"] == "request" and e["comm"] == comm]
     assert agent.get("/healthz")[0] == 200
+
+
+def test_fast_connect_cost_reaches_the_request_without_a_tail(ns):
+    """With nobody tailing, a fast clean connect travels no event (the kernel
+    histogram counts it); the first request on the socket still reports it."""
+    with Agent(attach=ATTACH) as a:
+        server = start_server(ns, unique("tn-fast-"))
+        rid = unique("fast-")
+        try:
+            url = f"http://127.0.0.1:{PORT}/"
+            curl(ns, "-H", f"X-Request-ID: {rid}-1", url, "--next", "-o", "/dev/null", "-H", f"X-Request-ID: {rid}-2", url)
+        finally:
+            stop_process(server)
+        records = {}
+        deadline = time.monotonic() + 10
+        while len(records) < 2 and time.monotonic() < deadline:
+            for n in (1, 2):
+                out = subprocess.run([BIN, "explain", "--socket", a.socket, "--json", f"{rid}-{n}"],
+                                     capture_output=True, text=True, timeout=30)
+                client = [json.loads(line) for line in out.stdout.splitlines() if '"side":"client"' in line]
+                if client:
+                    records[n] = client[0]
+            time.sleep(0.1)
+        assert set(records) == {1, 2}, records
+        print(f"fast connect: {records[1]['connect_ns'] / 1e3:.0f} us reported on the first request")
+        assert 0 < records[1]["connect_ns"] < 100e6, "the first request carries the connect's latency"
+        assert records[2]["connect_ns"] == 0, "only the first request pays the connect"
+        metrics = parse_metrics(a.metrics())
+        assert sample(metrics, "tincture_tcp_connect_duration_seconds_count",
+                      comm="curl", endpoint=f"127.0.0.1:{PORT}", result="ok") == 1
