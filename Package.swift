@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "tincture", targets: ["tincture"]),
+        .executable(name: "tincture-bench-consumer", targets: ["tincture-bench-consumer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,6 +41,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Consumer-throughput benchmark (Tests/bench/consumer/run.sh): the agent's
+        // per-event path on a real ring buffer, against a minimal C consumer.
+        .executableTarget(name: "tincture-bench-consumer", dependencies: ["TinctureCore", "CLibbpf"]),
         .testTarget(name: "TinctureCoreTests", dependencies: ["TinctureCore"]),
         .testTarget(name: "TinctureBPFTests", dependencies: ["TinctureBPF", "TinctureCore", "CTinctureBPF"]),
     ],

@@ -260,7 +260,7 @@ def poll_storm(ns, args):
 
 
 def consumer_throughput(args):
-    r = subprocess.run([os.path.join(HERE, "consumer", "run.sh"), "--reps", str(args.reps)],
+    r = subprocess.run([os.path.join(HERE, "consumer", "run.sh"), "--runs", str(args.reps)],
                        capture_output=True, text=True, timeout=1800, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"consumer benchmark failed: {r.stderr[-2000:]}")

@@ -1,0 +1,53 @@
+import CLibbpf
+import Glibc
+
+/// Drains one BPF ring buffer on the calling thread, as the agent's
+/// `RingBufferReader` does: libbpf calls back per record and the record is
+/// handed to `handler` in place.
+final class Reader {
+    private var ring: OpaquePointer?
+    private let handler: (UnsafeRawBufferPointer) -> Void
+    /// The agent's poll timeout.
+    static let pollTimeoutMs: Int32 = 100
+
+    init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+        self.handler = handler
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        guard let ring = ring_buffer__new(mapFD, readerSample, context, nil) else {
+            throw BenchError("ring_buffer__new: \(String(cString: strerror(errno)))")
+        }
+        self.ring = ring
+    }
+
+    deinit { if let ring { ring_buffer__free(ring) } }
+
+    /// One bounded poll: waits for data, then consumes every record available.
+    func poll() throws {
+        let rc = ring_buffer__poll(ring, Self.pollTimeoutMs)
+        if rc < 0 && rc != -EINTR {
+            throw BenchError("ring_buffer__poll: \(String(cString: strerror(-rc)))")
+        }
+    }
+
+    /// Consumes every record available without waiting; returns how many.
+    func consume() throws -> Int {
+        let rc = ring_buffer__consume(ring)
+        if rc < 0 { throw BenchError("ring_buffer__consume: \(String(cString: strerror(-rc)))") }
+        return Int(rc)
+    }
+
+    fileprivate func deliver(_ data: UnsafeMutableRawPointer?, _ size: Int) {
+        handler(UnsafeRawBufferPointer(start: data, count: size))
+    }
+}
+
+private func readerSample(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
+    guard let context else { return 0 }
+    Unmanaged<Reader>.fromOpaque(context).takeUnretainedValue().deliver(data, size)
+    return 0
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
