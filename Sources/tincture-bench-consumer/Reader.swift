@@ -7,8 +7,8 @@ import Glibc
 final class Reader {
     private var ring: OpaquePointer?
     private let handler: (UnsafeRawBufferPointer) -> Void
-    /// The agent's poll timeout.
-    static let pollTimeoutMs: Int32 = 100
+    /// The agent's poll timeout (RingBufferReader.pollTimeoutMs).
+    static let pollTimeoutMs: Int32 = 20
 
     init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
         self.handler = handler
@@ -21,11 +21,16 @@ final class Reader {
 
     deinit { if let ring { ring_buffer__free(ring) } }
 
-    /// One bounded poll: waits for data, then consumes every record available.
+    /// One step of the agent's reader loop: a bounded poll, then whatever arrived
+    /// without a wake-up.
     func poll() throws {
         let rc = ring_buffer__poll(ring, Self.pollTimeoutMs)
         if rc < 0 && rc != -EINTR {
             throw BenchError("ring_buffer__poll: \(String(cString: strerror(-rc)))")
+        }
+        let consumed = ring_buffer__consume(ring)
+        if consumed < 0 && consumed != -EINTR {
+            throw BenchError("ring_buffer__consume: \(String(cString: strerror(-consumed)))")
         }
     }
 

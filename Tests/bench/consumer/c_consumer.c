@@ -28,7 +28,7 @@
 #include "producer.h"
 
 #define AGG_SLOTS 256 /* power of two */
-#define POLL_TIMEOUT_MS 100 /* as the agent's reader */
+#define POLL_TIMEOUT_MS 20 /* as the agent's reader */
 #define STALL_SECONDS 10.0
 /*
  * When the ring is nearly full the producer pauses instead of spinning on it:
@@ -193,9 +193,12 @@ static int run_concurrent(struct ring_buffer *rb, struct consumer *c, struct pro
 		return 1;
 	}
 	while (c->consumed + c->rejected < p->events) {
+		/* the agent's reader loop: a bounded poll, then what arrived without a wake-up */
 		err = ring_buffer__poll(rb, POLL_TIMEOUT_MS);
+		if (err >= 0 || err == -EINTR)
+			err = ring_buffer__consume(rb);
 		if (err < 0 && err != -EINTR) {
-			fprintf(stderr, "c_consumer: ring_buffer__poll: %s\n", strerror(-err));
+			fprintf(stderr, "c_consumer: reading the ring: %s\n", strerror(-err));
 			return 1;
 		}
 		if (c->consumed != last) {
