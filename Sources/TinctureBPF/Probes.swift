@@ -57,67 +57,60 @@ public final class LoadedProbes {
 
     /// Every row of the kernel's per-CPU poll-wait histogram, summed over CPUs.
     public func pollHistogram() -> [PollHistogramRow] {
-        var rows: [PollHistogramRow] = []
-        var key = tn_poll_hist_key()
-        var next = tn_poll_hist_key()
-        let buckets = Int(TN_POLL_BUCKETS) + 1
-        var values = [tn_poll_hist](repeating: tn_poll_hist(), count: possibleCPUs)
-        var hasKey = false
-        // Bounded: the map holds at most its max_entries keys.
-        for _ in 0..<65536 {
-            let rc = hasKey ? bpf_map_get_next_key(pollHistFD, &key, &next) : bpf_map_get_next_key(pollHistFD, nil, &next)
-            if rc != 0 { break }
-            hasKey = true
-            key = next
-            guard bpf_map_lookup_elem(pollHistFD, &key, &values) == 0 else { continue }
-            var counts = [UInt64](repeating: 0, count: buckets)
-            var sum: UInt64 = 0
-            for v in values {
-                withUnsafeBytes(of: v.counts) { raw in
-                    for i in 0..<buckets { counts[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
-                }
-                sum &+= v.sum_ns
-            }
-            let comm = withUnsafeBytes(of: key.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        histogramRows(pollHistFD, emptyKey: tn_poll_hist_key(), empty: tn_poll_hist(), buckets: Int(TN_POLL_BUCKETS) + 1,
+                      counts: \.counts, sum: \.sum_ns) { (key: tn_poll_hist_key, counts, sum) in
             let syscall = WaitSyscall(rawValue: key.syscall)?.name ?? "syscall_\(key.syscall)"
-            rows.append(PollHistogramRow(comm: comm, syscall: syscall, counts: counts, sumNs: sum))
+            return PollHistogramRow(comm: Self.comm(key.comm), syscall: syscall, counts: counts, sumNs: sum)
         }
-        return rows
     }
 
     /// Every row of the kernel's per-CPU connect histogram, summed over CPUs.
     public func connectHistogram() -> [ConnectHistogramRow] {
-        var rows: [ConnectHistogramRow] = []
-        var key = tn_connect_hist_key()
-        var next = tn_connect_hist_key()
-        let buckets = Int(TN_CONNECT_BUCKETS) + 1
-        var values = [tn_connect_hist](repeating: tn_connect_hist(), count: possibleCPUs)
+        histogramRows(connectHistFD, emptyKey: tn_connect_hist_key(), empty: tn_connect_hist(), buckets: Int(TN_CONNECT_BUCKETS) + 1,
+                      counts: \.counts, sum: \.sum_ns) { (key: tn_connect_hist_key, counts, sum) in
+            guard let family = SocketAddress.Family(rawValue: key.family) else { return nil }
+            let address = withUnsafeBytes(of: key.daddr) { Array($0.prefix(family == .inet ? 4 : 16)) }
+            return ConnectHistogramRow(
+                comm: Self.comm(key.comm), destination: SocketAddress(family: family, bytes: address, port: key.dport),
+                result: ConnectResult(established: key.established != 0, error: Int32(key.error)),
+                counts: counts, sumNs: sum)
+        }
+    }
+
+    /// Walks a per-CPU histogram map: per key, the bucket counts and sums of every
+    /// CPU added up, handed to `row` (nil skips the key).
+    private func histogramRows<Key, Value, Counts, Row>(
+        _ fd: Int32, emptyKey: Key, empty: Value, buckets: Int, counts: KeyPath<Value, Counts>, sum: KeyPath<Value, UInt64>,
+        row: (Key, [UInt64], UInt64) -> Row?
+    ) -> [Row] {
+        precondition(MemoryLayout<Counts>.size == buckets * 8, "bucket count does not match the map's value")
+        var rows: [Row] = []
+        var key = emptyKey
+        var next = emptyKey
         var hasKey = false
+        var values = [Value](repeating: empty, count: possibleCPUs)
         // Bounded: the map holds at most its max_entries keys.
         for _ in 0..<65536 {
-            let rc = hasKey ? bpf_map_get_next_key(connectHistFD, &key, &next)
-                            : bpf_map_get_next_key(connectHistFD, nil, &next)
+            let rc = hasKey ? bpf_map_get_next_key(fd, &key, &next) : bpf_map_get_next_key(fd, nil, &next)
             if rc != 0 { break }
             hasKey = true
             key = next
-            guard bpf_map_lookup_elem(connectHistFD, &key, &values) == 0 else { continue }
-            var counts = [UInt64](repeating: 0, count: buckets)
-            var sum: UInt64 = 0
+            guard bpf_map_lookup_elem(fd, &key, &values) == 0 else { continue }
+            var total = [UInt64](repeating: 0, count: buckets)
+            var totalSum: UInt64 = 0
             for v in values {
-                withUnsafeBytes(of: v.counts) { raw in
-                    for i in 0..<buckets { counts[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
+                withUnsafeBytes(of: v[keyPath: counts]) { raw in
+                    for i in 0..<buckets { total[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
                 }
-                sum &+= v.sum_ns
+                totalSum &+= v[keyPath: sum]
             }
-            guard let family = SocketAddress.Family(rawValue: key.family) else { continue }
-            let address = withUnsafeBytes(of: key.daddr) { Array($0.prefix(family == .inet ? 4 : 16)) }
-            let comm = withUnsafeBytes(of: key.comm) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            rows.append(ConnectHistogramRow(
-                comm: comm, destination: SocketAddress(family: family, bytes: address, port: key.dport),
-                result: ConnectResult(established: key.established != 0, error: Int32(key.error)),
-                counts: counts, sumNs: sum))
+            if let r = row(key, total, totalSum) { rows.append(r) }
         }
         return rows
+    }
+
+    private static func comm<T>(_ bytes: T) -> String {
+        withUnsafeBytes(of: bytes) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     /// Whether every connect travels as an event (a live subscriber is attached)
