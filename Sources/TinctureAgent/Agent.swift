@@ -32,17 +32,10 @@ public final class Agent: @unchecked Sendable {
     // @unchecked: `aggregates` lives in a Mutex; the rest is set before threads start.
     public static let version = "0.1.0"
 
+    private let config: AgentConfig
     /// Everything the reader thread updates per event, behind one lock that scrapes
     /// and `explain` queries take briefly.
-    struct State: Sendable {
-        var aggregates: Aggregates
-        var correlator: Correlator
-        var store = RequestStore()
-        var lastExpiryNs: UInt64 = 0
-    }
-
-    private let config: AgentConfig
-    private let state: Mutex<State>
+    private let state: Mutex<EventPipeline>
     private let realtimeOffsetNs: Int64
     private var probes: LoadedProbes?
     private var stream: EventStream?
@@ -52,7 +45,7 @@ public final class Agent: @unchecked Sendable {
 
     public init(config: AgentConfig) {
         self.config = config
-        state = Mutex(State(aggregates: Aggregates(seriesCap: config.seriesCap),
+        state = Mutex(EventPipeline(aggregates: Aggregates(seriesCap: config.seriesCap),
                             correlator: Correlator(extractor: RequestIDExtractor(headers: config.requestIDHeaders))))
         realtimeOffsetNs = Clock.realtimeMinusMonotonicNs()
     }
@@ -165,31 +158,8 @@ public final class Agent: @unchecked Sendable {
     private func consume(_ bytes: UnsafeRawBufferPointer) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            let finished: [RequestRecord] = state.withLock { s in
-                s.aggregates.record(event)
-                var finished: [RequestRecord] = []
-                var nowNs: UInt64 = 0
-                switch event {
-                case .connect(let c): s.correlator.connected(c); nowNs = c.endNs
-                case .retransmit(let r): s.correlator.retransmitted(r); nowNs = r.timestampNs
-                case .poll(let p): s.correlator.waited(p); nowNs = p.endNs
-                case .payload(let p): finished = s.correlator.payload(p); nowNs = p.timestampNs
-                }
-                // Requests with no answer end after the timeout; look once a second.
-                if nowNs > s.lastExpiryNs &+ 1_000_000_000 {
-                    s.lastExpiryNs = nowNs
-                    finished += s.correlator.expire(nowNs: nowNs)
-                }
-                if !finished.isEmpty {
-                    // Exemplar timestamps: read the clock only when a request finished.
-                    let wall = Double(Clock.nowRealtimeNs()) / 1e9
-                    for r in finished {
-                        s.aggregates.record(r, wallTimeSeconds: wall)
-                        s.store.add(r)
-                    }
-                }
-                return finished
-            }
+            // Exemplar timestamps: the clock is read only when a request finished.
+            let finished = state.withLock { $0.apply(event) { Double(Clock.nowRealtimeNs()) / 1e9 } }
             if let stream, stream.hasSubscribers {
                 if event.kind != .payload {
                     stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")

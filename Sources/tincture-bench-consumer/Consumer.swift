@@ -1,7 +1,7 @@
 import Glibc
 import TinctureCore
 
-/// The agent's per-event path (`Agent.consume`) without its lock and live stream:
+/// The agent's per-event path (`EventPipeline`) without its lock and live stream:
 /// decode, aggregate, correlate, expire stale requests once a second of event time.
 /// `Stages` cuts it short to measure what each step costs.
 final class Consumer {
@@ -16,12 +16,11 @@ final class Consumer {
         case agent
     }
 
-    /// What the agent keeps behind its lock.
     struct State {
-        var aggregates = Aggregates()
-        var correlator = Correlator()
-        var store = RequestStore()
-        var lastExpiryNs: UInt64 = 0
+        /// What the agent keeps behind its lock.
+        var pipeline = EventPipeline()
+        /// Decode-only runs keep a field of each event, so the decode is not optimised away.
+        var lastEndNs: UInt64 = 0
         var consumed: UInt64 = 0
         var decodeErrors: UInt64 = 0
     }
@@ -33,7 +32,7 @@ final class Consumer {
 
     var consumed: UInt64 { state.consumed }
     var decodeErrors: UInt64 { state.decodeErrors }
-    var connectSeries: Int { state.aggregates.connectDuration.series.count }
+    var connectSeries: Int { state.pipeline.aggregates.connectDuration.series.count }
 
     /// Ring-buffer callback, on the reader thread.
     func consume(_ bytes: UnsafeRawBufferPointer) {
@@ -58,7 +57,7 @@ final class Consumer {
     private static func decode(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            if case .connect(let c) = event, c.endNs > s.lastExpiryNs { s.lastExpiryNs = c.endNs }
+            if case .connect(let c) = event, c.endNs > s.lastEndNs { s.lastEndNs = c.endNs }
             s.consumed += 1
         case .failure:
             s.decodeErrors += 1
@@ -68,43 +67,26 @@ final class Consumer {
     private static func aggregate(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            s.aggregates.record(event)
+            s.pipeline.aggregates.record(event)
             s.consumed += 1
         case .failure(let error):
-            s.aggregates.recordDecodeError(error)
+            s.pipeline.aggregates.recordDecodeError(error)
             s.decodeErrors += 1
         }
     }
 
+    /// The agent's own per-event path (EventPipeline), minus its lock and the live stream.
     private static func consume(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         switch EventDecoder.decode(bytes) {
         case .success(let event):
-            s.aggregates.record(event)
-            var finished: [RequestRecord] = []
-            var nowNs: UInt64 = 0
-            switch event {
-            case .connect(let c): s.correlator.connected(c); nowNs = c.endNs
-            case .retransmit(let r): s.correlator.retransmitted(r); nowNs = r.timestampNs
-            case .poll(let p): s.correlator.waited(p); nowNs = p.endNs
-            case .payload(let p): finished = s.correlator.payload(p); nowNs = p.timestampNs
-            }
-            if nowNs > s.lastExpiryNs &+ 1_000_000_000 {
-                s.lastExpiryNs = nowNs
-                finished += s.correlator.expire(nowNs: nowNs)
-            }
-            if !finished.isEmpty {
-                // Exemplar timestamps: read the clock only when a request finished.
+            _ = s.pipeline.apply(event) {
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)
-                let wall = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-                for r in finished {
-                    s.aggregates.record(r, wallTimeSeconds: wall)
-                    s.store.add(r)
-                }
+                return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
             }
             s.consumed += 1
         case .failure(let error):
-            s.aggregates.recordDecodeError(error)
+            s.pipeline.aggregates.recordDecodeError(error)
             s.decodeErrors += 1
         }
     }
