@@ -52,8 +52,10 @@ static __always_inline bool tn_streaming(void)
  */
 static __always_inline __u64 tn_wakeup_flags(void)
 {
-	return bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA) >= TN_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
+	__u64 batch = tn_streaming() ? TN_WAKEUP_BYTES_LIVE : TN_WAKEUP_BYTES;
+
+	return bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA) >= batch ? BPF_RB_FORCE_WAKEUP
+									 : BPF_RB_NO_WAKEUP;
 }
 
 /* Loss and state counters, per CPU so the hot path never contends. */

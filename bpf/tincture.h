@@ -70,6 +70,8 @@ struct tn_control {
  * much data is waiting; otherwise the reader finds it on its next bounded poll.
  */
 #define TN_WAKEUP_BYTES (256 * 1024)
+/* While a live subscriber is attached: small batches, so its bounded queue sees no bursts. */
+#define TN_WAKEUP_BYTES_LIVE (16 * 1024)
 
 #define TN_PAYLOAD_MAX 4096
 
