@@ -20,6 +20,7 @@ final class EventStream: @unchecked Sendable {
     }
 
     static let maxSubscribers = 16
+    static let writeBatchBytes = 64 * 1024
 
     let path: String
     private let listener: Listener
@@ -131,9 +132,25 @@ final class EventStream: @unchecked Sendable {
     private func write(to sub: Subscriber) {
         // A subscriber that stops reading blocks only this thread, up to the send
         // timeout; meanwhile its queue drops its oldest events.
+        // Lines waiting together go out in one write: a burst costs the agent a few
+        // syscalls, not one per event, and the subscriber keeps up.
         Sockets.setTimeouts(sub.fd, seconds: 10)
-        while let line = sub.queue.pop() {
-            if !Sockets.writeAll(sub.fd, line) { break }
+        var buffer = ""
+        buffer.reserveCapacity(Self.writeBatchBytes)
+        while true {
+            let lines = sub.queue.popBatch(limit: 256)
+            if lines.isEmpty { break }
+            buffer.removeAll(keepingCapacity: true)
+            var ok = true
+            for line in lines {
+                buffer += line
+                if buffer.utf8.count >= Self.writeBatchBytes {
+                    ok = Sockets.writeAll(sub.fd, buffer)
+                    buffer.removeAll(keepingCapacity: true)
+                    if !ok { break }
+                }
+            }
+            if !ok || (!buffer.isEmpty && !Sockets.writeAll(sub.fd, buffer)) { break }
         }
         sub.queue.close()
         state.withLock { s in

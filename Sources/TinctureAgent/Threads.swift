@@ -86,17 +86,23 @@ final class BoundedQueue<Element>: @unchecked Sendable {
         return kept
     }
 
-    /// The next element, or nil once closed (pending elements are discarded).
-    func pop() -> Element? {
+    /// Every waiting element (at least one, up to `limit`), oldest first, or empty
+    /// once closed (pending elements are discarded): a consumer that writes in batches makes one syscall per burst.
+    func popBatch(limit: Int) -> [Element] {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         while count == 0 && !closed { pthread_cond_wait(&cond, &mutex) }
-        if closed { return nil }
-        let element = ring[head]
-        ring[head] = nil
-        head = (head + 1) % ring.count
-        count -= 1
-        return element
+        if closed { return [] }
+        let n = min(count, max(limit, 1))
+        var batch: [Element] = []
+        batch.reserveCapacity(n)
+        for _ in 0..<n {
+            batch.append(ring[head]!)
+            ring[head] = nil
+            head = (head + 1) % ring.count
+        }
+        count -= n
+        return batch
     }
 
     func close() {

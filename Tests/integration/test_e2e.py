@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tincture_harness import (BIN, Agent, Netns, Tail, parse_metrics, require_root, sample,
+from tincture_harness import (BIN, Agent, Netns, Tail, loss_report, parse_metrics, require_root, sample,
                               stop_process, unique)
 
 DEFAULT_SOCKET = "/run/tincture/events.sock"
@@ -180,7 +180,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
 
 def test_slow_subscriber_loses_its_own_events_counted_and_never_blocks():
     require_root()
-    with Agent(extra=["--subscriber-queue", "512"]) as a:
+    with Agent(extra=["--subscriber-queue", "1024"]) as a:
         stuck = socket.socket(socket.AF_UNIX)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(a.socket)
@@ -208,7 +208,7 @@ def test_slow_subscriber_loses_its_own_events_counted_and_never_blocks():
                            timeout=15)
         live.close()
         assert sum(e["kind"] == "connect" and e["comm"] == comm for e in events) == n, \
-            "a live subscriber misses nothing"
+            ("a live subscriber misses nothing", loss_report(a))
         metrics = parse_metrics(a.metrics())
         assert sample(metrics, "tincture_subscriber_dropped_events_total") > 0
         assert sample(metrics, "tincture_tcp_connect_duration_seconds_count",

@@ -2,8 +2,8 @@
 own counters (/proc/net/snmp, /proc/net/netstat) and the client's own wall clock."""
 import pytest
 
-from tincture_harness import (ATTACH, EXPECT_MODE, Agent, Netns, Tail, parse_metrics, require_root,
-                              sample, stop_process, unique)
+from tincture_harness import (ATTACH, EXPECT_MODE, Agent, Netns, Tail, loss_report, parse_metrics,
+                              require_root, sample, stop_process, unique)
 
 POLL_MIN = "100ms"
 
@@ -78,7 +78,8 @@ def test_syn_drop_is_a_syn_sent_retransmit_and_the_connect_counts_it(agent, tail
         kernel = ns.netstat("TcpExt", "TCPSynRetrans")
     events = tail.poll(lambda evs: any(e["kind"] == "connect" and e["comm"] == comm for e in evs))
     rtx = [e for e in events if e["kind"] == "retransmit" and e["comm"] == comm]
-    assert [e["state"] for e in rtx] == ["SYN_SENT"] * kernel, rtx
+    assert [e["state"] for e in rtx] == ["SYN_SENT"] * kernel, (
+        rtx, [e for e in events if e["kind"] == "retransmit" or e.get("comm") == comm], loss_report(agent))
     assert rtx[0]["pid"] == r["pid"] and rtx[0]["dport"] == port
     connect = [e for e in events if e["kind"] == "connect" and e["comm"] == comm]
     assert connect[0]["syn_retransmits"] == kernel == 1

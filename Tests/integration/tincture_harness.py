@@ -285,3 +285,12 @@ def sample(metrics, name, **labels):
     hits = [v for (n, ls), v in metrics.items() if n == name and want <= set(ls)]
     assert len(hits) <= 1, f"{name}{labels} matched {len(hits)} series"
     return hits[0] if hits else None
+
+
+def loss_report(agent):
+    """The agent's own loss and untracked counters (non-zero ones), for assertion messages."""
+    metrics = parse_metrics(agent.metrics())
+    wanted = ("tincture_events_lost_total", "tincture_kernel_untracked_total",
+              "tincture_subscriber_dropped_events_total", "tincture_decode_errors_total", "tincture_events_total")
+    return {f"{name}{dict(labels)}": v for (name, labels), v in sorted(metrics.items(), key=str)
+            if name in wanted and v}
