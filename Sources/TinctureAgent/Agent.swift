@@ -209,7 +209,10 @@ public final class Agent: @unchecked Sendable {
             var o = observation()
             o.lastScrapeSeconds = Double(lastScrapeNs.load(ordering: .relaxed)) / 1e9
             let om = ExpositionWriter.wantsOpenMetrics(accept: accept)
-            let text = state.withLock { ExpositionWriter.render($0.aggregates, o, openMetrics: om) }
+            // Render from a copy: the reader keeps going while the text is built (it
+            // pays one copy of whatever it changes next, not a wait).
+            let aggregates = state.withLock { $0.aggregates }
+            let text = ExpositionWriter.renderBytes(aggregates, o, openMetrics: om)
             lastScrapeNs.store(Clock.monotonicNs() &- started, ordering: .relaxed)
             return .init(status: 200,
                          contentType: om ? ExpositionWriter.openMetricsContentType : ExpositionWriter.textContentType,

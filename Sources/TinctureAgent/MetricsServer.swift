@@ -11,7 +11,17 @@ final class MetricsServer: @unchecked Sendable {
     struct Response {
         var status: Int
         var contentType: String
-        var body: String
+        var body: [UInt8]
+
+        init(status: Int, contentType: String, body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+
+        init(status: Int, contentType: String, body: String) {
+            self.init(status: status, contentType: contentType, body: Array(body.utf8))
+        }
     }
 
     static let maxConnections = 32
@@ -34,8 +44,8 @@ final class MetricsServer: @unchecked Sendable {
     func start() {
         listener.start(name: "tn-http") { [self] fd in
             if active.load(ordering: .relaxed) >= Self.maxConnections {
-                _ = Sockets.writeAll(fd, Self.render(Response(status: 503, contentType: "text/plain; charset=utf-8",
-                                                              body: "too many connections\n"), head: false))
+                let busy = Response(status: 503, contentType: "text/plain; charset=utf-8", body: "too many connections\n")
+                _ = Self.send(busy, head: false, to: fd)
                 close(fd)
                 return
             }
@@ -56,8 +66,8 @@ final class MetricsServer: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 2048)
         while !Self.headerComplete(request) {
             if request.count > Self.maxHeaderBytes {
-                _ = Sockets.writeAll(fd, Self.render(.init(status: 431, contentType: "text/plain; charset=utf-8",
-                                                           body: "request header too large\n"), head: false))
+                let large = Response(status: 431, contentType: "text/plain; charset=utf-8", body: "request header too large\n")
+                _ = Self.send(large, head: false, to: fd)
                 return
             }
             let n = recv(fd, &buf, buf.count, 0)
@@ -74,7 +84,7 @@ final class MetricsServer: @unchecked Sendable {
         } else {
             response = route(path, Self.header("accept", in: request))
         }
-        _ = Sockets.writeAll(fd, Self.render(response, head: method == "HEAD"))
+        _ = Self.send(response, head: method == "HEAD", to: fd)
     }
 
     /// The value of a request header (case-insensitive name), if present.
@@ -103,7 +113,14 @@ final class MetricsServer: @unchecked Sendable {
         return (nil, String(parts[0]), String(path))
     }
 
-    static func render(_ r: Response, head: Bool) -> String {
+    /// Status line, headers and (unless HEAD) body, in one write.
+    static func send(_ r: Response, head: Bool, to fd: Int32) -> Bool {
+        var out = Array(headers(r).utf8)
+        if !head { out += r.body }
+        return out.withUnsafeBytes { Sockets.writeAll(fd, $0) }
+    }
+
+    static func headers(_ r: Response) -> String {
         let reason: String
         switch r.status {
         case 200: reason = "OK"
@@ -116,9 +133,9 @@ final class MetricsServer: @unchecked Sendable {
         }
         var text = "HTTP/1.1 \(r.status) \(reason)\r\n"
         text += "Content-Type: \(r.contentType)\r\n"
-        text += "Content-Length: \(r.body.utf8.count)\r\n"
+        text += "Content-Length: \(r.body.count)\r\n"
         if r.status == 405 { text += "Allow: GET, HEAD\r\n" }
         text += "Connection: close\r\n\r\n"
-        return head ? text : text + r.body
+        return text
     }
 }

@@ -78,13 +78,66 @@ public final class LoadedProbes {
     }
 
     /// Walks a per-CPU histogram map: per key, the bucket counts and sums of every
-    /// CPU added up, handed to `row` (nil skips the key).
+    /// CPU added up, handed to `row` (nil skips the key). Reads the map in batches
+    /// (a few syscalls for thousands of keys); one key at a time where the kernel
+    /// has no batch operations.
     private func histogramRows<Key, Value, Counts, Row>(
         _ fd: Int32, emptyKey: Key, empty: Value, buckets: Int, counts: KeyPath<Value, Counts>, sum: KeyPath<Value, UInt64>,
         row: (Key, [UInt64], UInt64) -> Row?
     ) -> [Row] {
         precondition(MemoryLayout<Counts>.size == buckets * 8, "bucket count does not match the map's value")
+        // The kernel lays per-CPU values out at 8-byte strides, as Swift does for these structs.
+        precondition(MemoryLayout<Value>.stride % 8 == 0 && MemoryLayout<Value>.stride == MemoryLayout<Value>.size)
         var rows: [Row] = []
+        let cpus = possibleCPUs
+        func add(_ key: Key, _ values: UnsafeBufferPointer<Value>) {
+            var total = [UInt64](repeating: 0, count: buckets)
+            var totalSum: UInt64 = 0
+            for v in values {
+                withUnsafeBytes(of: v[keyPath: counts]) { raw in
+                    for i in 0..<buckets { total[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
+                }
+                totalSum &+= v[keyPath: sum]
+            }
+            if let r = row(key, total, totalSum) { rows.append(r) }
+        }
+
+        var capacity = 512
+        var keys = [Key](repeating: emptyKey, count: capacity)
+        var values = [Value](repeating: empty, count: capacity * cpus)
+        var inBatch: UInt64 = 0, outBatch: UInt64 = 0  // hash maps: a bucket index
+        var first = true
+        while true {
+            var count = UInt32(capacity)
+            let rc = first ? bpf_map_lookup_batch(fd, nil, &outBatch, &keys, &values, &count, nil)
+                           : bpf_map_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count, nil)
+            let err = errno
+            if rc != 0 && err == ENOSPC && capacity < 65536 {
+                // one hash bucket holds more keys than the batch: retry it larger
+                capacity *= 2
+                keys = [Key](repeating: emptyKey, count: capacity)
+                values = [Value](repeating: empty, count: capacity * cpus)
+                continue
+            }
+            if rc != 0 && first && err != ENOENT {
+                rowsByKey(fd, emptyKey: emptyKey, empty: empty, add: add)
+                return rows
+            }
+            values.withUnsafeBufferPointer { all in
+                for i in 0..<Int(count) {
+                    add(keys[i], UnsafeBufferPointer(rebasing: all[(i * cpus)..<((i + 1) * cpus)]))
+                }
+            }
+            if rc != 0 { break }  // ENOENT: that was the last batch
+            inBatch = outBatch
+            first = false
+        }
+        return rows
+    }
+
+    /// The one-key-at-a-time walk, for kernels without batch map operations.
+    private func rowsByKey<Key, Value>(_ fd: Int32, emptyKey: Key, empty: Value,
+                                       add: (Key, UnsafeBufferPointer<Value>) -> Void) {
         var key = emptyKey
         var next = emptyKey
         var hasKey = false
@@ -96,17 +149,8 @@ public final class LoadedProbes {
             hasKey = true
             key = next
             guard bpf_map_lookup_elem(fd, &key, &values) == 0 else { continue }
-            var total = [UInt64](repeating: 0, count: buckets)
-            var totalSum: UInt64 = 0
-            for v in values {
-                withUnsafeBytes(of: v[keyPath: counts]) { raw in
-                    for i in 0..<buckets { total[i] &+= raw.load(fromByteOffset: i * 8, as: UInt64.self) }
-                }
-                totalSum &+= v[keyPath: sum]
-            }
-            if let r = row(key, total, totalSum) { rows.append(r) }
+            values.withUnsafeBufferPointer { add(key, $0) }
         }
-        return rows
     }
 
     private static func comm<T>(_ bytes: T) -> String {

@@ -33,10 +33,17 @@ public struct ExpositionWriter {
     public static let textContentType = "text/plain; version=0.0.4; charset=utf-8"
     public static let openMetricsContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-    public private(set) var text = ""
+    /// The exposition as UTF-8 bytes: appended to in place, one buffer for the
+    /// whole scrape, numbers formatted without intermediate strings.
+    public private(set) var bytes: [UInt8] = []
     public let openMetrics: Bool
 
-    public init(openMetrics: Bool = false) { self.openMetrics = openMetrics }
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    public init(openMetrics: Bool = false, capacity: Int = 64 * 1024) {
+        self.openMetrics = openMetrics
+        bytes.reserveCapacity(capacity)
+    }
 
     /// Whether an Accept header asks for OpenMetrics.
     public static func wantsOpenMetrics(accept: String?) -> Bool {
@@ -45,11 +52,20 @@ public struct ExpositionWriter {
 
     public static func render(_ aggregates: Aggregates, _ observation: SelfObservation,
                               openMetrics: Bool = false) -> String {
-        var w = ExpositionWriter(openMetrics: openMetrics)
+        String(decoding: renderBytes(aggregates, observation, openMetrics: openMetrics), as: UTF8.self)
+    }
+
+    /// The whole exposition as UTF-8, ready for the socket.
+    public static func renderBytes(_ aggregates: Aggregates, _ observation: SelfObservation,
+                                   openMetrics: Bool = false) -> [UInt8] {
+        // ~2.5 KiB per kernel row (a histogram of 20+ lines): one allocation for most scrapes.
+        var w = ExpositionWriter(openMetrics: openMetrics,
+                                 capacity: 64 * 1024 + 2600 * (observation.connects.count + observation.pollWaits.count))
         var connects = aggregates.connectDuration
-        for row in observation.connects.sorted(by: { ($0.comm, $0.destination.description) < ($1.comm, $1.destination.description) }) {
-            connects.merge([row.comm, row.destination.description, row.result.name],
-                           counts: row.counts, sum: Double(row.sumNs) / 1e9)
+        // Labels computed once per row; the order decides which rows fold past the cap.
+        let keyed = observation.connects.map { ([$0.comm, $0.destination.description, $0.result.name], $0) }
+        for (labels, row) in keyed.sorted(by: { $0.0.lexicographicallyPrecedes($1.0) }) {
+            connects.merge(labels, counts: row.counts, sum: Double(row.sumNs) / 1e9)
         }
         w.histogram(connects)
         w.counter(aggregates.retransmits)
@@ -89,8 +105,8 @@ public struct ExpositionWriter {
                 "Time the previous /metrics scrape took to read the kernel maps and render, seconds.",
                 [([:], observation.lastScrapeSeconds)])
         w.gauge("tincture_build_info", "Build information.", [(["version": observation.version], 1)])
-        if openMetrics { w.text += "# EOF\n" }
-        return w.text
+        if openMetrics { w.append("# EOF\n") }
+        return w.bytes
     }
 
     public mutating func histogram(_ family: HistogramFamily) {
@@ -104,24 +120,100 @@ public struct ExpositionWriter {
                                    rows: [(labels: [String], counts: [UInt64], sum: Double)],
                                    exemplars: [[String]: [Int: Exemplar]] = [:]) {
         header(name, help, "histogram")
-        let bounds = bounds.map(Self.formatDouble) + ["+Inf"]
+        // `le="0.5"} ` for each bound, then +Inf, back to back; les[i] = leBytes[leEnds[i-1]..<leEnds[i]]
+        var leBytes: [UInt8] = []
+        var leEnds: [Int] = []
+        for bound in bounds.map(Self.formatDouble) + ["+Inf"] {
+            leBytes += Array("le=\"\(bound)\"} ".utf8)
+            leEnds.append(leBytes.count)
+        }
+        var labelBytes: [UInt8] = []
+        var prefix: [UInt8] = []  // name_bucket{labels,
         for row in rows.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
-            let base = zip(labelNames, row.labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
-                .joined(separator: ",")
-            let prefix = base.isEmpty ? "" : base + ","
+            labelBytes.removeAll(keepingCapacity: true)
+            for (i, (label, value)) in zip(labelNames, row.labels).enumerated() {
+                if i > 0 { labelBytes.append(UInt8(ascii: ",")) }
+                labelBytes.append(contentsOf: label.utf8)
+                labelBytes.append(contentsOf: #"=""#.utf8)
+                Self.appendEscapedLabel(value, to: &labelBytes)
+                labelBytes.append(UInt8(ascii: "\""))
+            }
+            prefix.removeAll(keepingCapacity: true)
+            prefix.append(contentsOf: name.utf8)
+            prefix.append(contentsOf: "_bucket{".utf8)
+            prefix.append(contentsOf: labelBytes)
+            if !labelBytes.isEmpty { prefix.append(UInt8(ascii: ",")) }
             var cumulative: UInt64 = 0
             let rowExemplars = openMetrics ? exemplars[row.labels] ?? [:] : [:]
-            for (index, (bound, count)) in zip(bounds, row.counts).enumerated() {
-                cumulative += count
-                text += "\(name)_bucket{\(prefix)le=\"\(bound)\"} \(cumulative)"
-                if let e = rowExemplars[index] {
-                    text += " # {request_id=\"\(Self.escapeLabel(e.requestID))\"} \(Self.formatDouble(e.value)) \(Self.formatTimestamp(e.timestamp))"
+            // Unsafe views: appending from them costs no reference counting per line.
+            prefix.withUnsafeBufferPointer { prefix in
+                leBytes.withUnsafeBufferPointer { les in
+                    row.counts.withUnsafeBufferPointer { counts in
+                        for index in 0..<min(leEnds.count, counts.count) {
+                            cumulative += counts[index]
+                            bytes.append(contentsOf: prefix)
+                            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: les[(index == 0 ? 0 : leEnds[index - 1])..<leEnds[index]]))
+                            appendInteger(cumulative)
+                            if let e = rowExemplars[index] {
+                                append(#" # {request_id=""#)
+                                Self.appendEscapedLabel(e.requestID, to: &bytes)
+                                append("\"} ")
+                                append(Self.formatDouble(e.value))
+                                bytes.append(UInt8(ascii: " "))
+                                append(Self.formatTimestamp(e.timestamp))
+                            }
+                            bytes.append(UInt8(ascii: "\n"))
+                        }
+                    }
                 }
-                text += "\n"
             }
-            let braces = base.isEmpty ? "" : "{\(base)}"
-            text += "\(name)_sum\(braces) \(Self.formatDouble(row.sum))\n"
-            text += "\(name)_count\(braces) \(cumulative)\n"
+            for (suffix, isSum) in [("_sum", true), ("_count", false)] {
+                append(name)
+                append(suffix)
+                if !labelBytes.isEmpty {
+                    bytes.append(UInt8(ascii: "{"))
+                    bytes.append(contentsOf: labelBytes)
+                    bytes.append(UInt8(ascii: "}"))
+                }
+                bytes.append(UInt8(ascii: " "))
+                if isSum { append(Self.formatDouble(row.sum)) } else { appendInteger(cumulative) }
+                bytes.append(UInt8(ascii: "\n"))
+            }
+        }
+    }
+
+    public mutating func append(_ s: String) {
+        var s = s
+        s.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    /// Decimal digits of `v`, with no intermediate string.
+    public mutating func appendInteger(_ v: UInt64) {
+        if v < 10 {
+            bytes.append(UInt8(ascii: "0") &+ UInt8(v))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        var n = v, count = 0
+        withUnsafeMutableBytes(of: &digits) { buf in
+            while n > 0 {
+                buf[23 - count] = UInt8(ascii: "0") &+ UInt8(n % 10)
+                n /= 10
+                count += 1
+            }
+            bytes.append(contentsOf: buf[(24 - count)...])
+        }
+    }
+
+    /// A label value with backslash, double quote and line feed escaped.
+    static func appendEscapedLabel(_ s: String, to out: inout [UInt8]) {
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\n"): out.append(contentsOf: #"\n"#.utf8)
+            default: out.append(byte)
+            }
         }
     }
 
@@ -130,7 +222,7 @@ public struct ExpositionWriter {
         for (labels, value) in family.series.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             let text = zip(family.labelNames, labels).map { "\($0)=\"\(Self.escapeLabel($1))\"" }
                 .joined(separator: ",")
-            self.text += "\(family.name){\(text)} \(value)\n"
+            append("\(family.name){\(text)} \(value)\n")
         }
     }
 
@@ -159,19 +251,19 @@ public struct ExpositionWriter {
 
     public mutating func counter(_ name: String, _ help: String, _ samples: [([String: String], UInt64)]) {
         header(name, help, "counter")
-        for (labels, value) in samples { text += "\(name)\(Self.labelText(labels)) \(value)\n" }
+        for (labels, value) in samples { append("\(name)\(Self.labelText(labels)) \(value)\n") }
     }
 
     public mutating func gauge(_ name: String, _ help: String, _ samples: [([String: String], Double)]) {
         header(name, help, "gauge")
-        for (labels, value) in samples { text += "\(name)\(Self.labelText(labels)) \(Self.formatDouble(value))\n" }
+        for (labels, value) in samples { append("\(name)\(Self.labelText(labels)) \(Self.formatDouble(value))\n") }
     }
 
     private mutating func header(_ name: String, _ help: String, _ type: String) {
         // OpenMetrics names a counter family without its _total suffix and escapes quotes in HELP.
         let family = openMetrics && type == "counter" && name.hasSuffix("_total") ? String(name.dropLast(6)) : name
         let helpText = openMetrics ? Self.escapeHelp(help).replacingAll("\"", with: "\\\"") : Self.escapeHelp(help)
-        text += "# HELP \(family) \(helpText)\n# TYPE \(family) \(type)\n"
+        append("# HELP \(family) \(helpText)\n# TYPE \(family) \(type)\n")
     }
 
     /// Seconds with millisecond precision, e.g. "1795292500.563".

@@ -110,6 +110,15 @@ final class ExpositionTests: XCTestCase {
         XCTAssertTrue(text.contains("tincture_series_folded_total{family=\"tincture_poll_wait_seconds\"} 2\n"), text)
     }
 
+    func testIntegersPrintInDecimalWithoutStrings() {
+        var w = ExpositionWriter()
+        for v: UInt64 in [0, 9, 10, 99, 100, 1_234_567_890, UInt64.max] {
+            w.appendInteger(v)
+            w.append(" ")
+        }
+        XCTAssertEqual(w.text, "0 9 10 99 100 1234567890 18446744073709551615 ")
+    }
+
     func testExactHistogramText() {
         var f = HistogramFamily(name: "t_seconds", help: "Test.", labelNames: ["comm", "endpoint"],
                                 bounds: [0.5, 1.5], seriesCap: 10, foldable: [])
