@@ -177,11 +177,40 @@ public struct Correlator: Sendable {
         }
         guard sockets.count >= limits.maxSockets else { return }
         let drop = max(1, limits.maxSockets / 10)
-        for key in sockets.sorted(by: { $0.value.lastSeenNs < $1.value.lastSeenNs }).prefix(drop).map(\.key)
-        where inFlight[key] == nil {
+        // The drop-th oldest time bounds the sockets to forget: a selection over the
+        // timestamps, not a sort of every socket.
+        var seen = sockets.values.map(\.lastSeenNs)
+        let cutoff = Self.nthSmallest(&seen, drop - 1)
+        var victims: [UInt64] = []
+        victims.reserveCapacity(drop)
+        for (key, state) in sockets where state.lastSeenNs <= cutoff {
+            victims.append(key)
+            if victims.count == drop { break }
+        }
+        for key in victims where inFlight[key] == nil {
             sockets[key] = nil
             evictedSockets += 1
         }
+    }
+
+    /// The n-th smallest value (0-based) of `values`, reordering them (Hoare's selection).
+    static func nthSmallest(_ values: inout [UInt64], _ n: Int) -> UInt64 {
+        var low = 0, high = values.count - 1
+        while low < high {
+            let pivot = values[low + (high - low) / 2]
+            var i = low, j = high
+            while i <= j {
+                while values[i] < pivot { i += 1 }
+                while values[j] > pivot { j -= 1 }
+                if i <= j {
+                    values.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if n <= j { high = j } else if n >= i { low = i } else { break }
+        }
+        return values[n]
     }
 
     /// A captured payload; returns the records it finished (a response, or a request

@@ -93,9 +93,10 @@ public struct CounterFamily: Sendable {
 enum SeriesCap {
     /// The label set to record under: itself, or past the cap its foldable labels
     /// as "other" (counted in `folded`).
-    static func key(_ labels: [String], isNew: Bool, count: Int, cap: Int, foldable: [Int],
+    /// `isNew` is asked only at the cap: below it every label set is kept as is.
+    static func key(_ labels: [String], isNew: @autoclosure () -> Bool, count: Int, cap: Int, foldable: [Int],
                     folded: inout UInt64) -> [String] {
-        guard isNew && count >= cap else { return labels }
+        guard count >= cap && isNew() else { return labels }
         var other = labels
         for i in foldable { other[i] = "other" }
         folded += 1

@@ -32,7 +32,32 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// `1.2.3.4:80` or `[::1]:80`.
     public var description: String {
-        family == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        guard family == .inet, bytes.count >= 4 else {
+            return family == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        }
+        // A label on every connect event: IPv4 digits written into a stack buffer; up to
+        // 15 bytes ("10.1.0.10:8080") the string is then stored inline, allocating nothing.
+        var text: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return withUnsafeMutableBytes(of: &text) { out in
+            var n = 0
+            func put(_ value: Int) {
+                var divisor = 1
+                while divisor * 10 <= value { divisor *= 10 }
+                while divisor > 0 {
+                    out[n] = UInt8(truncatingIfNeeded: 48 + value / divisor % 10)
+                    n += 1
+                    divisor /= 10
+                }
+            }
+            for i in 0..<4 {
+                if i > 0 { out[n] = 46; n += 1 }
+                put(Int(bytes[i]))
+            }
+            out[n] = 58
+            n += 1
+            put(Int(port))
+            return String(decoding: UnsafeRawBufferPointer(rebasing: out[0..<n]), as: UTF8.self)
+        }
     }
 
     static func ipv6Text(_ b: [UInt8]) -> String {

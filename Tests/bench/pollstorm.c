@@ -1,9 +1,13 @@
-// Poll-wait storm: threads that wait for readiness with a zero timeout as fast
-// as they can, alternating poll() and epoll_wait() on a pipe nobody writes to.
-// Every call is one wait the agent must count. Prints one JSON line with the
-// waits per syscall, so a harness can check /metrics counted every one.
+// Poll-wait storm: threads that wait for readiness with a short timeout, back
+// to back, alternating poll() and epoll_wait() on a pipe nobody writes to, so
+// every call runs to its timeout. Every call is one wait the agent must count.
+// Prints one JSON line with the waits per syscall, so a harness can check
+// /metrics counted every one.
 //
-//   pollstorm [-d SECONDS] [-t THREADS]
+//   pollstorm [-d SECONDS] [-t THREADS] [-w TIMEOUT_MS]
+//
+// -w 0 turns the waits into non-blocking readiness checks: the syscall's own
+// cost at its highest rate, the worst case for any tracer of these syscalls.
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 static atomic_int stop;
+static int timeout_ms = 1;
 
 struct worker { unsigned long long polls, epolls; int failed; };
 
@@ -37,7 +42,7 @@ static void *run(void *arg)
 	}
 	struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		if (poll(&pfd, 1, 0) < 0 || epoll_wait(ep, &out, 1, 0) < 0) {
+		if (poll(&pfd, 1, timeout_ms) < 0 || epoll_wait(ep, &out, 1, timeout_ms) < 0) {
 			perror("pollstorm: wait");
 			w->failed = 1;
 			break;
@@ -52,17 +57,18 @@ int main(int argc, char **argv)
 {
 	double seconds = 5;
 	int threads = 2, opt;
-	while ((opt = getopt(argc, argv, "d:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:t:w:")) != -1) {
 		switch (opt) {
 		case 'd': seconds = atof(optarg); break;
 		case 't': threads = atoi(optarg); break;
+		case 'w': timeout_ms = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: pollstorm [-d SECONDS] [-t THREADS]\n");
+			fprintf(stderr, "usage: pollstorm [-d SECONDS] [-t THREADS] [-w TIMEOUT_MS]\n");
 			return 64;
 		}
 	}
-	if (seconds <= 0 || threads < 1 || threads > 256) {
-		fprintf(stderr, "pollstorm: -d must be > 0 and -t within 1..256\n");
+	if (seconds <= 0 || threads < 1 || threads > 1024 || timeout_ms < 0 || timeout_ms > 1000) {
+		fprintf(stderr, "pollstorm: -d must be > 0, -t within 1..1024, -w within 0..1000\n");
 		return 64;
 	}
 	struct worker *w = calloc(threads, sizeof(*w));
