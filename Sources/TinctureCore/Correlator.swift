@@ -147,6 +147,9 @@ public struct Correlator: Sendable {
     /// tid → cookie of the request that thread sent and still waits on.
     private var threadRequests: [UInt32: UInt64] = [:]
     private var sockets: [UInt64: SocketState] = [:]
+    /// Sockets in the order they were last seen (see `touch`), from `seenHead` on.
+    private var seenOrder: [(cookie: UInt64, seenNs: UInt64)] = []
+    private var seenHead = 0
     public private(set) var evictedInFlight: UInt64 = 0
     public private(set) var evictedSockets: UInt64 = 0
     public private(set) var timedOut: UInt64 = 0
@@ -169,48 +172,43 @@ public struct Correlator: Sendable {
     }
 
     /// Make room for a socket not seen before: past the cap, forget the tenth least
-    /// recently seen (one scan per tenth of the cap, not one per socket).
+    /// recently seen. `seenOrder` lists (cookie, time) as sockets were touched, oldest
+    /// first; an entry whose time is no longer its socket's is stale and skipped, so
+    /// finding the oldest costs neither a scan nor a sort of every socket.
     private mutating func touch(_ cookie: UInt64, atNs: UInt64) {
+        seenOrder.append((cookie, atNs))
         if sockets[cookie] != nil {
             sockets[cookie]!.lastSeenNs = atNs
+            compactSeenOrder()
             return
         }
         guard sockets.count >= limits.maxSockets else { return }
-        let drop = max(1, limits.maxSockets / 10)
-        // The drop-th oldest time bounds the sockets to forget: a selection over the
-        // timestamps, not a sort of every socket.
-        var seen = sockets.values.map(\.lastSeenNs)
-        let cutoff = Self.nthSmallest(&seen, drop - 1)
-        var victims: [UInt64] = []
-        victims.reserveCapacity(drop)
-        for (key, state) in sockets where state.lastSeenNs <= cutoff {
-            victims.append(key)
-            if victims.count == drop { break }
-        }
-        for key in victims where inFlight[key] == nil {
+        var drop = max(1, limits.maxSockets / 10)
+        while drop > 0 && seenHead < seenOrder.count {
+            let (key, seenNs) = seenOrder[seenHead]
+            seenHead += 1
+            guard sockets[key]?.lastSeenNs == seenNs else { continue }
+            drop -= 1
+            if inFlight[key] != nil {
+                // A request is in flight on it: kept, and considered again later.
+                seenOrder.append((key, seenNs))
+                continue
+            }
             sockets[key] = nil
             evictedSockets += 1
         }
+        compactSeenOrder()
     }
 
-    /// The n-th smallest value (0-based) of `values`, reordering them (Hoare's selection).
-    static func nthSmallest(_ values: inout [UInt64], _ n: Int) -> UInt64 {
-        var low = 0, high = values.count - 1
-        while low < high {
-            let pivot = values[low + (high - low) / 2]
-            var i = low, j = high
-            while i <= j {
-                while values[i] < pivot { i += 1 }
-                while values[j] > pivot { j -= 1 }
-                if i <= j {
-                    values.swapAt(i, j)
-                    i += 1
-                    j -= 1
-                }
-            }
-            if n <= j { high = j } else if n >= i { low = i } else { break }
+    /// Keeps `seenOrder` within a small multiple of the sockets it describes.
+    private mutating func compactSeenOrder() {
+        if seenHead > 0 && seenHead >= seenOrder.count / 2 {
+            seenOrder.removeFirst(seenHead)
+            seenHead = 0
         }
-        return values[n]
+        if seenOrder.count > 2 * max(limits.maxSockets, sockets.count) + 16 {
+            seenOrder = seenOrder.filter { sockets[$0.cookie]?.lastSeenNs == $0.seenNs }
+        }
     }
 
     /// A captured payload; returns the records it finished (a response, or a request

@@ -14,18 +14,6 @@ final class ConsumerPathTests: XCTestCase {
         }
     }
 
-    func testNthSmallestAgreesWithSorting() {
-        var generator = SystemRandomNumberGenerator()
-        for count in [1, 2, 3, 10, 101, 5000] {
-            let values = (0..<count).map { _ in UInt64.random(in: 0..<UInt64(count / 2 + 1), using: &generator) }
-            let sorted = values.sorted()
-            for n in Set([0, count / 10, count / 2, count - 1]) {
-                var scratch = values
-                XCTAssertEqual(Correlator.nthSmallest(&scratch, n), sorted[n], "count \(count), n \(n)")
-            }
-        }
-    }
-
     func testFullSocketMemoryForgetsTheLeastRecentlySeen() {
         var limits = Correlator.Limits()
         limits.maxSockets = 100
