@@ -109,8 +109,12 @@ public final class LoadedProbes {
         var first = true
         while true {
             var count = UInt32(capacity)
-            let rc = first ? bpf_map_lookup_batch(fd, nil, &outBatch, &keys, &values, &count, nil)
-                           : bpf_map_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count, nil)
+            let rc = keys.withUnsafeMutableBytes { k in
+                values.withUnsafeMutableBytes { v in
+                    first ? bpf_map_lookup_batch(fd, nil, &outBatch, k.baseAddress, v.baseAddress, &count, nil)
+                          : bpf_map_lookup_batch(fd, &inBatch, &outBatch, k.baseAddress, v.baseAddress, &count, nil)
+                }
+            }
             let err = errno
             if rc != 0 && err == ENOSPC && capacity < 65536 {
                 // one hash bucket holds more keys than the batch: retry it larger
@@ -144,11 +148,18 @@ public final class LoadedProbes {
         var values = [Value](repeating: empty, count: possibleCPUs)
         // Bounded: the map holds at most its max_entries keys.
         for _ in 0..<65536 {
-            let rc = hasKey ? bpf_map_get_next_key(fd, &key, &next) : bpf_map_get_next_key(fd, nil, &next)
+            let rc = withUnsafeBytes(of: key) { k in
+                withUnsafeMutableBytes(of: &next) { n in
+                    bpf_map_get_next_key(fd, hasKey ? k.baseAddress : nil, n.baseAddress)
+                }
+            }
             if rc != 0 { break }
             hasKey = true
             key = next
-            guard bpf_map_lookup_elem(fd, &key, &values) == 0 else { continue }
+            let found = withUnsafeBytes(of: key) { k in
+                values.withUnsafeMutableBytes { v in bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) }
+            }
+            guard found == 0 else { continue }
             values.withUnsafeBufferPointer { add(key, $0) }
         }
     }
