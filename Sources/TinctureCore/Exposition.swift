@@ -279,19 +279,12 @@ public struct ExpositionWriter {
             .joined(separator: ",") + "}"
     }
 
-    /// Label values escape backslash, double quote and line feed.
+    /// Label values escape backslash, double quote and line feed (as `appendEscapedLabel`).
     public static func escapeLabel(_ s: String) -> String {
-        var out = ""
+        var out: [UInt8] = []
         out.reserveCapacity(s.utf8.count)
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
+        appendEscapedLabel(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// HELP text escapes backslash and line feed.
