@@ -156,18 +156,20 @@ public final class Agent: @unchecked Sendable {
 
     /// Ring-buffer callback, on the reader thread.
     private func consume(_ bytes: UnsafeRawBufferPointer) {
-        switch EventDecoder.decode(bytes) {
-        case .success(let event):
-            // Exemplar timestamps: the clock is read only when a request finished.
-            let finished = state.withLock { $0.apply(event) { Double(Clock.nowRealtimeNs()) / 1e9 } }
-            if let stream, stream.hasSubscribers {
-                if event.kind != .payload {
-                    stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
-                }
-                for r in finished { stream.publish(EventJSON.encode(r, realtimeOffsetNs: realtimeOffsetNs) + "\n") }
-            }
-        case .failure(let error):
+        let event: Event
+        do {
+            event = try EventDecoder.event(bytes)
+        } catch {
             state.withLock { $0.aggregates.recordDecodeError(error) }
+            return
+        }
+        // Exemplar timestamps: the clock is read only when a request finished.
+        let finished = state.withLock { $0.apply(event) { Double(Clock.nowRealtimeNs()) / 1e9 } }
+        if let stream, stream.hasSubscribers {
+            if event.kind != .payload {
+                stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
+            }
+            for r in finished { stream.publish(EventJSON.encode(r, realtimeOffsetNs: realtimeOffsetNs) + "\n") }
         }
     }
 

@@ -50,6 +50,7 @@ public final class RingBufferReader: @unchecked Sendable {
 
 private func ringBufferSample(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
     guard let context else { return 0 }
-    Unmanaged<RingBufferReader>.fromOpaque(context).takeUnretainedValue().deliver(data, size)
+    // The reader outlives every poll that calls back: no retain and release per record.
+    Unmanaged<RingBufferReader>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.deliver(data, size) }
     return 0
 }

@@ -129,27 +129,13 @@ public struct Correlator: Sendable {
         var record: RequestRecord
     }
 
-    struct PendingConnect: Sendable {
-        var durationNs: UInt64
-        var synRetransmits: UInt32
-    }
-
-    struct SocketState: Sendable {
-        var connect: PendingConnect?
-        /// Requests seen so far, for generated IDs ("sk-<cookie>-<n>").
-        var requests: UInt32 = 0
-        var lastSeenNs: UInt64
-    }
-
     public let limits: Limits
     public let extractor: RequestIDExtractor
     private var inFlight: [UInt64: InFlight] = [:]
     /// tid → cookie of the request that thread sent and still waits on.
     private var threadRequests: [UInt32: UInt64] = [:]
-    private var sockets: [UInt64: SocketState] = [:]
-    /// Sockets in the order they were last seen (see `touch`), from `seenHead` on.
-    private var seenOrder: [(cookie: UInt64, seenNs: UInt64)] = []
-    private var seenHead = 0
+    /// Sockets seen: their connect until the first request takes it, their request count.
+    private var sockets: SocketTable
     public private(set) var evictedInFlight: UInt64 = 0
     public private(set) var evictedSockets: UInt64 = 0
     public private(set) var timedOut: UInt64 = 0
@@ -157,6 +143,7 @@ public struct Correlator: Sendable {
     public init(limits: Limits = Limits(), extractor: RequestIDExtractor = RequestIDExtractor()) {
         self.limits = limits
         self.extractor = extractor
+        self.sockets = SocketTable(limit: limits.maxSockets)
     }
 
     public var inFlightCount: Int { inFlight.count }
@@ -165,50 +152,18 @@ public struct Correlator: Sendable {
     public mutating func connected(_ c: ConnectEvent) {
         guard c.result == .ok, c.cookie != 0 else { return }
         // A new connect on this cookie is a new connection: its request count starts over.
-        touch(c.cookie, atNs: c.endNs)
-        sockets[c.cookie] = SocketState(connect: PendingConnect(durationNs: c.durationNs,
-                                                                synRetransmits: c.synRetransmits),
-                                        requests: 0, lastSeenNs: c.endNs)
+        let inFlight = self.inFlight
+        evictedSockets += UInt64(sockets.replace(
+            c.cookie, with: SocketState(connectNs: c.durationNs, synRetransmits: c.synRetransmits, hasConnect: true),
+            keep: { inFlight[$0] != nil }))
     }
 
-    /// Make room for a socket not seen before: past the cap, forget the tenth least
-    /// recently seen. `seenOrder` lists (cookie, time) as sockets were touched, oldest
-    /// first; an entry whose time is no longer its socket's is stale and skipped, so
-    /// finding the oldest costs neither a scan nor a sort of every socket.
-    private mutating func touch(_ cookie: UInt64, atNs: UInt64) {
-        seenOrder.append((cookie, atNs))
-        if sockets[cookie] != nil {
-            sockets[cookie]!.lastSeenNs = atNs
-            compactSeenOrder()
-            return
-        }
-        guard sockets.count >= limits.maxSockets else { return }
-        var drop = max(1, limits.maxSockets / 10)
-        while drop > 0 && seenHead < seenOrder.count {
-            let (key, seenNs) = seenOrder[seenHead]
-            seenHead += 1
-            guard sockets[key]?.lastSeenNs == seenNs else { continue }
-            drop -= 1
-            if inFlight[key] != nil {
-                // A request is in flight on it: kept, and considered again later.
-                seenOrder.append((key, seenNs))
-                continue
-            }
-            sockets[key] = nil
-            evictedSockets += 1
-        }
-        compactSeenOrder()
-    }
-
-    /// Keeps `seenOrder` within a small multiple of the sockets it describes.
-    private mutating func compactSeenOrder() {
-        if seenHead > 0 && seenHead >= seenOrder.count / 2 {
-            seenOrder.removeFirst(seenHead)
-            seenHead = 0
-        }
-        if seenOrder.count > 2 * max(limits.maxSockets, sockets.count) + 16 {
-            seenOrder = seenOrder.filter { sockets[$0.cookie]?.lastSeenNs == $0.seenNs }
-        }
+    /// Sees a socket (it becomes the most recently seen) and updates its state. Past
+    /// the socket limit, the half seen longest ago is forgotten, except sockets with
+    /// a request in flight; each forgotten socket is counted.
+    private mutating func see(_ cookie: UInt64, _ body: (inout SocketState) -> Void) {
+        let inFlight = self.inFlight
+        evictedSockets += UInt64(sockets.update(cookie, keep: { inFlight[$0] != nil }, body))
     }
 
     /// A captured payload; returns the records it finished (a response, or a request
@@ -265,9 +220,13 @@ public struct Correlator: Sendable {
             evictedInFlight += 1
         }
         let side: RequestRecord.Side = p.direction == .send ? .client : .server
-        touch(p.cookie, atNs: p.timestampNs)
-        var socket = sockets[p.cookie] ?? SocketState(lastSeenNs: p.timestampNs)
-        socket.requests += 1
+        var socket = SocketState()
+        see(p.cookie) { state in
+            state.requests += 1
+            socket = state
+            // The request that first used a freshly connected socket pays for the connect (below).
+            if side == .client { state.hasConnect = false }
+        }
         let n = socket.requests
         var record = RequestRecord(
             requestID: extractor.requestID(of: request) ?? "sk-\(p.cookie)-\(n)",
@@ -275,16 +234,13 @@ public struct Correlator: Sendable {
             method: request.method, target: request.target, status: 0, local: p.local, remote: p.remote,
             startNs: p.timestampNs, connectNs: 0, synRetransmits: 0, retransmits: 0, pollWaitNs: 0, ttfbNs: 0,
             end: .responded)
-        // The request that first used a freshly connected socket paid for the connect.
-        if side == .client, let connect = socket.connect {
-            record.connectNs = connect.durationNs
-            record.synRetransmits = connect.synRetransmits
-            socket.connect = nil
+        if side == .client && socket.hasConnect {
+            record.connectNs = socket.connectNs
+            record.synRetransmits = socket.synRetransmits
         } else if side == .client && p.connectNs > 0 {
             // A fast, clean connect: no event travelled, the kernel handed its latency over.
             record.connectNs = p.connectNs
         }
-        sockets[p.cookie] = socket
         inFlight[p.cookie] = InFlight(record: record)
         if side == .client { threadRequests[p.tid] = p.cookie }
     }

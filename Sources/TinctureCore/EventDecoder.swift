@@ -107,20 +107,21 @@ public enum DecodeError: Error, Equatable, Sendable {
 
 /// Decodes ring-buffer records (native byte order, as the kernel wrote them).
 public enum EventDecoder {
-    public static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Event, DecodeError> {
-        guard bytes.count >= 4 else { return .failure(.truncated(kind: 0, size: bytes.count)) }
+    /// One record, decoded in place: the agent's per-event path (no `Result` to copy through).
+    public static func event(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> Event {
+        guard bytes.count >= 4 else { throw .truncated(kind: 0, size: bytes.count) }
         let rawKind = bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
-        guard let kind = EventKind(rawValue: rawKind) else { return .failure(.unknownKind(rawKind)) }
+        guard let kind = EventKind(rawValue: rawKind) else { throw .unknownKind(rawKind) }
         switch kind {
-        case .connect:
-            return decodeConnect(bytes).map(Event.connect)
-        case .retransmit:
-            return decodeRetransmit(bytes).map(Event.retransmit)
-        case .poll:
-            return decodePoll(bytes).map(Event.poll)
-        case .payload:
-            return decodePayload(bytes).map(Event.payload)
+        case .connect: return .connect(try decodeConnect(bytes))
+        case .retransmit: return .retransmit(try decodeRetransmit(bytes))
+        case .poll: return .poll(try decodePoll(bytes))
+        case .payload: return .payload(try decodePayload(bytes))
         }
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Event, DecodeError> {
+        do { return .success(try event(bytes)) } catch { return .failure(error) }
     }
 
     /// Convenience for tests and fixtures.
@@ -128,18 +129,15 @@ public enum EventDecoder {
         bytes.withUnsafeBytes { decode($0) }
     }
 
-    static func decodeConnect(_ b: UnsafeRawBufferPointer) -> Result<ConnectEvent, DecodeError> {
+    static func decodeConnect(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> ConnectEvent {
         typealias L = ConnectEventLayout
         guard b.count >= L.size else {
-            return .failure(.truncated(kind: EventKind.connect.rawValue, size: b.count))
+            throw .truncated(kind: EventKind.connect.rawValue, size: b.count)
         }
-        let addresses: (SocketAddress, SocketAddress)
-        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
-        case .success(let pair): addresses = pair
-        case .failure(let error): return .failure(error)
-        }
+        let addresses = try decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr,
+                                            dport: L.dport)
         let (source, destination) = addresses
-        return .success(ConnectEvent(
+        return ConnectEvent(
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
             error: b.loadUnaligned(fromByteOffset: L.error, as: Int32.self),
@@ -152,21 +150,18 @@ public enum EventDecoder {
             established: b[L.established] != 0,
             mode: AttachMode(abiValue: b[L.mode]),
             comm: decodeComm(b, at: L.comm),
-            countedInKernel: b.loadUnaligned(fromByteOffset: L.flags, as: UInt32.self) & L.flagUncounted == 0))
+            countedInKernel: b.loadUnaligned(fromByteOffset: L.flags, as: UInt32.self) & L.flagUncounted == 0)
     }
 
-    static func decodeRetransmit(_ b: UnsafeRawBufferPointer) -> Result<RetransmitEvent, DecodeError> {
+    static func decodeRetransmit(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> RetransmitEvent {
         typealias L = RetransmitEventLayout
         guard b.count >= L.size else {
-            return .failure(.truncated(kind: EventKind.retransmit.rawValue, size: b.count))
+            throw .truncated(kind: EventKind.retransmit.rawValue, size: b.count)
         }
-        let addresses: (SocketAddress, SocketAddress)
-        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
-        case .success(let pair): addresses = pair
-        case .failure(let error): return .failure(error)
-        }
+        let addresses = try decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr,
+                                            dport: L.dport)
         let flags = b[L.flags]
-        return .success(RetransmitEvent(
+        return RetransmitEvent(
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
             segs: b.loadUnaligned(fromByteOffset: L.segs, as: UInt32.self),
@@ -180,17 +175,17 @@ public enum EventDecoder {
             synack: flags & L.flagSynack != 0,
             ownerKnown: flags & L.flagOwnerKnown != 0,
             client: flags & L.flagClient != 0,
-            comm: decodeComm(b, at: L.comm)))
+            comm: decodeComm(b, at: L.comm))
     }
 
-    static func decodePoll(_ b: UnsafeRawBufferPointer) -> Result<PollEvent, DecodeError> {
+    static func decodePoll(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> PollEvent {
         typealias L = PollEventLayout
         guard b.count >= L.size else {
-            return .failure(.truncated(kind: EventKind.poll.rawValue, size: b.count))
+            throw .truncated(kind: EventKind.poll.rawValue, size: b.count)
         }
         let rawSyscall = b.loadUnaligned(fromByteOffset: L.syscall, as: UInt32.self)
-        guard let syscall = WaitSyscall(rawValue: rawSyscall) else { return .failure(.badSyscall(rawSyscall)) }
-        return .success(PollEvent(
+        guard let syscall = WaitSyscall(rawValue: rawSyscall) else { throw .badSyscall(rawSyscall) }
+        return PollEvent(
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
             syscall: syscall,
@@ -201,24 +196,21 @@ public enum EventDecoder {
             ready: b.loadUnaligned(fromByteOffset: L.ready, as: Int32.self),
             fd: b.loadUnaligned(fromByteOffset: L.fd, as: Int32.self),
             mode: AttachMode(abiValue: b[L.mode]),
-            comm: decodeComm(b, at: L.comm)))
+            comm: decodeComm(b, at: L.comm))
     }
 
-    static func decodePayload(_ b: UnsafeRawBufferPointer) -> Result<PayloadSample, DecodeError> {
+    static func decodePayload(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> PayloadSample {
         typealias L = PayloadEventLayout
         guard b.count >= L.headerSize else {
-            return .failure(.truncated(kind: EventKind.payload.rawValue, size: b.count))
+            throw .truncated(kind: EventKind.payload.rawValue, size: b.count)
         }
         let len = Int(b.loadUnaligned(fromByteOffset: L.len, as: UInt32.self))
         guard len <= L.maxData, b.count >= L.headerSize + len else {
-            return .failure(.truncated(kind: EventKind.payload.rawValue, size: b.count))
+            throw .truncated(kind: EventKind.payload.rawValue, size: b.count)
         }
-        let addresses: (SocketAddress, SocketAddress)
-        switch decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr, dport: L.dport) {
-        case .success(let pair): addresses = pair
-        case .failure(let error): return .failure(error)
-        }
-        return .success(PayloadSample(
+        let addresses = try decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr,
+                                            dport: L.dport)
+        return PayloadSample(
             cookie: b.loadUnaligned(fromByteOffset: L.cookie, as: UInt64.self),
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
@@ -227,26 +219,29 @@ public enum EventDecoder {
             timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
             local: addresses.0, remote: addresses.1,
             bytes: Array(b[L.headerSize..<(L.headerSize + len)]),
-            connectNs: UInt64(b.loadUnaligned(fromByteOffset: L.connectUs, as: UInt32.self)) * 1000))
+            connectNs: UInt64(b.loadUnaligned(fromByteOffset: L.connectUs, as: UInt32.self)) * 1000)
     }
 
     /// Family, addresses and ports laid out the same way in every socket event.
     static func decodeAddresses(_ b: UnsafeRawBufferPointer, family: Int, saddr: Int, sport: Int, daddr: Int,
-                                dport: Int) -> Result<(SocketAddress, SocketAddress), DecodeError> {
+                                dport: Int) throws(DecodeError) -> (SocketAddress, SocketAddress) {
         let rawFamily = b.loadUnaligned(fromByteOffset: family, as: UInt16.self)
-        guard let fam = SocketAddress.Family(rawValue: rawFamily) else { return .failure(.badFamily(rawFamily)) }
-        let len = fam == .inet ? 4 : 16
-        return .success((
-            SocketAddress(family: fam, bytes: Array(b[saddr..<(saddr + len)]),
+        guard let fam = SocketAddress.Family(rawValue: rawFamily) else { throw .badFamily(rawFamily) }
+        // The buffer was checked to hold the whole fixed part, addresses included.
+        let base = b.baseAddress!
+        return (
+            SocketAddress(family: fam, rawAddress: base + saddr,
                           port: b.loadUnaligned(fromByteOffset: sport, as: UInt16.self)),
-            SocketAddress(family: fam, bytes: Array(b[daddr..<(daddr + len)]),
-                          port: b.loadUnaligned(fromByteOffset: dport, as: UInt16.self))))
+            SocketAddress(family: fam, rawAddress: base + daddr,
+                          port: b.loadUnaligned(fromByteOffset: dport, as: UInt16.self)))
     }
 
     /// A kernel comm: up to 16 bytes, NUL-terminated unless full; not necessarily UTF-8.
     static func decodeComm(_ b: UnsafeRawBufferPointer, at offset: Int) -> String {
-        var end = offset
-        while end < offset + 16 && b[end] != 0 { end += 1 }
-        return String(decoding: b[offset..<end], as: UTF8.self)
+        var n = 0
+        while n < 16 && b[offset + n] != 0 { n += 1 }
+        // A contiguous typed buffer takes String's fast path (ASCII check, inline small string).
+        let start = b.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self)
+        return String(decoding: UnsafeBufferPointer(start: start, count: n), as: UTF8.self)
     }
 }

@@ -77,7 +77,7 @@ public struct ExpositionWriter {
         w.histogram(name: poll.name, help: poll.help, labelNames: ["comm", "syscall"], bounds: Buckets.pollSeconds,
                     rows: poll.rows, exemplars: aggregates.pollWaitExemplars)
         w.counter("tincture_events_total", "Events received from the kernel ring buffer, by kind.",
-                  EventKind.allCases.map { (["kind": $0.name], aggregates.eventsReceived[$0] ?? 0) })
+                  EventKind.allCases.map { (["kind": $0.name], aggregates.eventsReceived[$0]) })
         w.counter("tincture_events_lost_total",
                   "Events dropped in the kernel because the ring buffer was full, by kind.",
                   EventKind.allCases.map { (["kind": $0.name], observation.lostEvents[$0] ?? 0) })
@@ -111,7 +111,7 @@ public struct ExpositionWriter {
 
     public mutating func histogram(_ family: HistogramFamily) {
         histogram(name: family.name, help: family.help, labelNames: family.labelNames, bounds: family.bounds,
-                  rows: family.series.map { (labels: $0.key, counts: $0.value.counts, sum: $0.value.sum) },
+                  rows: zip(family.labelSets, family.histograms).map { (labels: $0, counts: $1.counts, sum: $1.sum) },
                   exemplars: family.exemplars)
     }
 

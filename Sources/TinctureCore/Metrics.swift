@@ -8,7 +8,10 @@ public struct HistogramFamily: Sendable {
     public let seriesCap: Int
     /// Indices of labels that fold to "other" when the cap is reached.
     public let foldable: [Int]
-    public private(set) var series: [[String]: Histogram] = [:]
+    /// Label sets in the order first seen, and their histograms at the same index.
+    public private(set) var labelSets: [[String]] = []
+    public private(set) var histograms: [Histogram] = []
+    private var index: [[String]: Int] = [:]
     public private(set) var folded: UInt64 = 0
     /// Per series, per bucket index: the latest observation that carried an exemplar.
     public private(set) var exemplars: [[String]: [Int: Exemplar]] = [:]
@@ -23,27 +26,51 @@ public struct HistogramFamily: Sendable {
         self.foldable = foldable.compactMap { labelNames.firstIndex(of: $0) }
     }
 
-    public mutating func observe(_ labels: [String], _ value: Double, exemplar: Exemplar? = nil) {
+    /// Every series by its label set.
+    public var series: [[String]: Histogram] { Dictionary(uniqueKeysWithValues: zip(labelSets, histograms)) }
+
+    /// Where observations for `labels` go, adding the series if new: `labels` itself,
+    /// or past the cap its foldable labels as "other" (`folded` true). Indices stay
+    /// valid for the family's lifetime: series are never removed.
+    public mutating func seriesIndex(_ labels: [String]) -> (index: Int, folded: Bool) {
         precondition(labels.count == labelNames.count)
-        let key = SeriesCap.key(labels, isNew: series[labels] == nil, count: series.count, cap: seriesCap,
-                                foldable: foldable, folded: &folded)
-        series[key, default: Histogram(bounds: bounds)].observe(value)
-        if let exemplar { attach(exemplar, to: key) }
+        if let i = index[labels] { return (i, false) }
+        var key = labels
+        let fold = index.count >= seriesCap
+        if fold {
+            for i in foldable { key[i] = "other" }
+            if let i = index[key] { return (i, true) }
+        }
+        index[key] = histograms.count
+        labelSets.append(key)
+        histograms.append(Histogram(bounds: bounds))
+        return (histograms.count - 1, fold)
+    }
+
+    /// One observation into the series at `seriesIndex`, counted as folded if it was.
+    public mutating func observe(at series: (index: Int, folded: Bool), _ value: Double) {
+        if series.folded { folded += 1 }
+        histograms[series.index].observe(value)
+    }
+
+    public mutating func observe(_ labels: [String], _ value: Double, exemplar: Exemplar? = nil) {
+        let series = seriesIndex(labels)
+        observe(at: series, value)
+        if let exemplar { attach(exemplar, to: labelSets[series.index]) }
     }
 
     /// Adds a row counted elsewhere (the kernel's histogram map) under the same series cap.
     public mutating func merge(_ labels: [String], counts: [UInt64], sum: Double) {
-        precondition(labels.count == labelNames.count)
-        let key = SeriesCap.key(labels, isNew: series[labels] == nil, count: series.count, cap: seriesCap,
-                                foldable: foldable, folded: &folded)
-        series[key, default: Histogram(bounds: bounds)].merge(counts: counts, sum: sum)
+        let series = seriesIndex(labels)
+        if series.folded { folded += 1 }
+        histograms[series.index].merge(counts: counts, sum: sum)
     }
 
     /// Attach an exemplar to the bucket its value falls in (an observation counted
     /// elsewhere, e.g. the connect a request paid for, counted in the kernel).
     public mutating func attach(_ exemplar: Exemplar, to labels: [String]) {
         // The series may live in the kernel's map; bound the exemplars like the series.
-        guard series[labels] != nil || exemplars[labels] != nil || exemplars.count < seriesCap else { return }
+        guard index[labels] != nil || exemplars[labels] != nil || exemplars.count < seriesCap else { return }
         let bucket = bounds.firstIndex { exemplar.value <= $0 } ?? bounds.count
         exemplars[labels, default: [:]][bucket] = exemplar
     }
@@ -115,8 +142,10 @@ public struct Aggregates: Sendable {
     public private(set) var requestEnds: [String: UInt64] = [:]
     /// Exemplars for the kernel-aggregated poll-wait histogram, by [comm, syscall] and bucket.
     public private(set) var pollWaitExemplars: [[String]: [Int: Exemplar]] = [:]
-    public private(set) var eventsReceived: [EventKind: UInt64] = [:]
+    public private(set) var eventsReceived = KindCounts()
     public private(set) var decodeErrors: [String: UInt64] = [:]
+    private var connectSeriesCache: [ConnectKey: (index: Int, folded: Bool)] = [:]
+    private var connectFastCache = ConnectSeriesCache()
 
     public init(seriesCap: Int = Aggregates.defaultSeriesCap) {
         connectDuration = HistogramFamily(
@@ -167,12 +196,12 @@ public struct Aggregates: Sendable {
     }
 
     public mutating func record(_ event: Event) {
-        eventsReceived[event.kind, default: 0] += 1
+        eventsReceived[event.kind] += 1
         switch event {
         case .connect(let c):
             // The kernel histogram counts every connect; an event it could not count is counted here.
             if !c.countedInKernel {
-                connectDuration.observe([c.comm, c.destination.description, c.result.name], Double(c.durationNs) / 1e9)
+                connectDuration.observe(at: connectSeries(c), Double(c.durationNs) / 1e9)
             }
         case .retransmit(let r):
             retransmits.add([r.commLabel, r.endpoint.description, r.stateName], UInt64(r.segs))
@@ -182,7 +211,92 @@ public struct Aggregates: Sendable {
         }
     }
 
+    /// The connect series an event goes to. Labels are built and hashed as strings
+    /// once per distinct caller, endpoint and outcome; after that a direct-mapped
+    /// table answers from the event's raw fields, and a dictionary behind it.
+    private mutating func connectSeries(_ c: ConnectEvent) -> (index: Int, folded: Bool) {
+        guard let raw = ConnectKeyWords(c) else { return connectSeriesSlow(c) }
+        let slot = raw.slot(ConnectSeriesCache.slots)
+        if connectFastCache.keys[slot] == raw { return connectFastCache.series[slot] }
+        let series = connectSeriesSlow(c)
+        connectFastCache.keys[slot] = raw
+        connectFastCache.series[slot] = series
+        return series
+    }
+
+    private mutating func connectSeriesSlow(_ c: ConnectEvent) -> (index: Int, folded: Bool) {
+        let key = ConnectKey(comm: c.comm, destination: c.destination, established: c.established, error: c.error)
+        if let series = connectSeriesCache[key] { return series }
+        // Bounded: past the cap, distinct keys can keep coming (they fold into "other").
+        if connectSeriesCache.count >= 4 * connectDuration.seriesCap { connectSeriesCache.removeAll(keepingCapacity: true) }
+        let series = connectDuration.seriesIndex([c.comm, c.destination.description, c.result.name])
+        connectSeriesCache[key] = series
+        return series
+    }
+
+    private struct ConnectKey: Hashable, Sendable {
+        var comm: String
+        var destination: SocketAddress
+        var established: Bool
+        var error: Int32
+    }
+
     public mutating func recordDecodeError(_ error: DecodeError) {
         decodeErrors[error.reason, default: 0] += 1
     }
+}
+
+/// A counter per event kind, in place (no hashing per event).
+public struct KindCounts: Equatable, Sendable {
+    private var counts = [UInt64](repeating: 0, count: EventKind.allCases.count + 1)
+
+    public init() {}
+
+    public subscript(kind: EventKind) -> UInt64 {
+        get { counts[Int(kind.rawValue) % counts.count] }
+        set { counts[Int(kind.rawValue) % counts.count] = newValue }
+    }
+}
+
+/// What picks a connect series, as five machine words: comm bytes (up to 16),
+/// address, then port, family, outcome and comm length. Equal words, equal labels.
+struct ConnectKeyWords: Equatable, Sendable {
+    var comm0: UInt64 = 0
+    var comm1: UInt64 = 0
+    var address0: UInt64
+    var address1: UInt64
+    var rest: UInt64
+
+    /// Nil for a comm over 16 UTF-8 bytes (one with repaired bytes): those take the slow path.
+    init?(_ c: ConnectEvent) {
+        var words: (UInt64, UInt64) = (0, 0)
+        var n = 0
+        let fits = withUnsafeMutableBytes(of: &words) { out -> Bool in
+            for byte in c.comm.utf8 {
+                guard n < 16 else { return false }
+                out[n] = byte
+                n += 1
+            }
+            return true
+        }
+        guard fits else { return nil }
+        (comm0, comm1) = words
+        (address0, address1) = c.destination.words
+        rest = UInt64(c.destination.port) | UInt64(c.destination.family.rawValue) << 16 | UInt64(n) << 24
+            | (c.established ? 1 << 31 : 0) | UInt64(UInt32(bitPattern: c.error)) << 32
+    }
+
+    func slot(_ count: Int) -> Int {
+        var h = comm0 &* 0x9E37_79B9_7F4A_7C15
+        h = (h ^ comm1 ^ address0) &* 0xC2B2_AE3D_27D4_EB4F
+        h = (h ^ address1 ^ rest) &* 0x1656_67B1_9E37_79F9
+        return Int(truncatingIfNeeded: h >> 32) & (count - 1)
+    }
+}
+
+/// A direct-mapped table in front of the connect-series dictionary.
+struct ConnectSeriesCache: Sendable {
+    static let slots = 256
+    var keys = [ConnectKeyWords?](repeating: nil, count: slots)
+    var series = [(index: Int, folded: Bool)](repeating: (0, false), count: slots)
 }

@@ -5,19 +5,52 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         case inet6 = 10
     }
 
-    public var family: Family
-    /// 4 bytes for IPv4, 16 for IPv6.
-    public var bytes: [UInt8]
+    /// The address bytes in network order, held inline (no allocation per event):
+    /// IPv4 in the first 4 bytes of `high`, the rest zero.
+    private var high: UInt64
+    private var low: UInt64
     public var port: UInt16
+    public var family: Family
 
     public init(family: Family, bytes: [UInt8], port: UInt16) {
         self.family = family
-        self.bytes = bytes
         self.port = port
+        var words: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &words) { out in
+            for i in 0..<min(bytes.count, family == .inet ? 4 : 16) { out[i] = bytes[i] }
+        }
+        (high, low) = words
+    }
+
+    /// Reads the address (4 or 16 bytes by family) where the kernel wrote it.
+    public init(family: Family, rawAddress: UnsafeRawPointer, port: UInt16) {
+        self.family = family
+        self.port = port
+        if family == .inet {
+            high = UInt64(rawAddress.loadUnaligned(as: UInt32.self))
+            low = 0
+        } else {
+            high = rawAddress.loadUnaligned(as: UInt64.self)
+            low = rawAddress.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        }
     }
 
     public static func ipv4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, port: UInt16) -> SocketAddress {
         SocketAddress(family: .inet, bytes: [a, b, c, d], port: port)
+    }
+
+    /// The address bytes as two machine words (for hashing without the array).
+    var words: (UInt64, UInt64) { (high, low) }
+
+    /// 4 bytes for IPv4, 16 for IPv6, network order.
+    public var bytes: [UInt8] {
+        withUnsafeBytes(of: (high, low)) { Array($0.prefix(family == .inet ? 4 : 16)) }
+    }
+
+    /// Byte `i` of the address (0..<4 for IPv4, 0..<16 for IPv6).
+    @inline(__always)
+    func byte(_ i: Int) -> UInt8 {
+        withUnsafeBytes(of: (high, low)) { $0[i] }
     }
 
     /// Dotted quad, or RFC 5952 text for IPv6 (lower case, longest zero run compressed).
@@ -32,7 +65,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// `1.2.3.4:80` or `[::1]:80`.
     public var description: String {
-        guard family == .inet, bytes.count >= 4 else {
+        guard family == .inet else {
             return family == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
         }
         // A label on every connect event: IPv4 digits written into a stack buffer; up to
@@ -51,7 +84,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
             }
             for i in 0..<4 {
                 if i > 0 { out[n] = 46; n += 1 }
-                put(Int(bytes[i]))
+                put(Int(byte(i)))
             }
             out[n] = 58
             n += 1

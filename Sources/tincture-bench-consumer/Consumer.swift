@@ -26,21 +26,32 @@ final class Consumer {
     }
 
     let stages: Stages
-    private(set) var state = State()
+    /// Held through a pointer, as the agent's Mutex holds its state: no dynamic
+    /// exclusivity check per record (a class property passed inout would get one).
+    private let state: UnsafeMutablePointer<State>
 
-    init(stages: Stages = .agent) { self.stages = stages }
+    init(stages: Stages = .agent) {
+        self.stages = stages
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
+    }
 
-    var consumed: UInt64 { state.consumed }
-    var decodeErrors: UInt64 { state.decodeErrors }
-    var connectSeries: Int { state.pipeline.aggregates.connectDuration.series.count }
+    deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    var consumed: UInt64 { state.pointee.consumed }
+    var decodeErrors: UInt64 { state.pointee.decodeErrors }
+    var connectSeries: Int { state.pointee.pipeline.aggregates.connectDuration.series.count }
 
     /// Ring-buffer callback, on the reader thread.
     func consume(_ bytes: UnsafeRawBufferPointer) {
         switch stages {
-        case .agent: Self.consume(bytes, into: &state)
-        case .aggregate: Self.aggregate(bytes, into: &state)
-        case .decode: Self.decode(bytes, into: &state)
-        case .read: Self.read(bytes, into: &state)
+        case .agent: Self.consume(bytes, into: &state.pointee)
+        case .aggregate: Self.aggregate(bytes, into: &state.pointee)
+        case .decode: Self.decode(bytes, into: &state.pointee)
+        case .read: Self.read(bytes, into: &state.pointee)
         }
     }
 
@@ -55,21 +66,19 @@ final class Consumer {
     }
 
     private static func decode(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
-        switch EventDecoder.decode(bytes) {
-        case .success(let event):
-            if case .connect(let c) = event, c.endNs > s.lastEndNs { s.lastEndNs = c.endNs }
+        do {
+            if case .connect(let c) = try EventDecoder.event(bytes), c.endNs > s.lastEndNs { s.lastEndNs = c.endNs }
             s.consumed += 1
-        case .failure:
+        } catch {
             s.decodeErrors += 1
         }
     }
 
     private static func aggregate(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
-        switch EventDecoder.decode(bytes) {
-        case .success(let event):
-            s.pipeline.aggregates.record(event)
+        do {
+            s.pipeline.aggregates.record(try EventDecoder.event(bytes))
             s.consumed += 1
-        case .failure(let error):
+        } catch {
             s.pipeline.aggregates.recordDecodeError(error)
             s.decodeErrors += 1
         }
@@ -77,15 +86,15 @@ final class Consumer {
 
     /// The agent's own per-event path (EventPipeline), minus its lock and the live stream.
     private static func consume(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
-        switch EventDecoder.decode(bytes) {
-        case .success(let event):
+        do {
+            let event = try EventDecoder.event(bytes)
             _ = s.pipeline.apply(event) {
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)
                 return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
             }
             s.consumed += 1
-        case .failure(let error):
+        } catch {
             s.pipeline.aggregates.recordDecodeError(error)
             s.decodeErrors += 1
         }

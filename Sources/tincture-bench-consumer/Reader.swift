@@ -48,7 +48,8 @@ final class Reader {
 
 private func readerSample(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
     guard let context else { return 0 }
-    Unmanaged<Reader>.fromOpaque(context).takeUnretainedValue().deliver(data, size)
+    // The reader outlives every poll that calls back: no retain and release per record.
+    Unmanaged<Reader>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.deliver(data, size) }
     return 0
 }
 

@@ -14,7 +14,7 @@ final class ConsumerPathTests: XCTestCase {
         }
     }
 
-    func testFullSocketMemoryForgetsTheLeastRecentlySeen() {
+    func testFullSocketMemoryForgetsTheHalfSeenLongestAgo() {
         var limits = Correlator.Limits()
         limits.maxSockets = 100
         var c = Correlator(limits: limits)
@@ -33,10 +33,81 @@ final class ConsumerPathTests: XCTestCase {
             _ = c.payload(sample("GET / HTTP/1.1\r\nHost: s\r\n\r\n", .send))
             return c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive)).first?.connectNs
         }
-        for cookie in 1...101 as ClosedRange<UInt64> { connect(cookie) }
-        XCTAssertEqual(c.evictedSockets, 10, "the 101st socket made room by forgetting a tenth")
-        XCTAssertEqual(connectNs(ofFirstRequestOn: 10), 0, "among the oldest: its connect is forgotten")
-        XCTAssertEqual(connectNs(ofFirstRequestOn: 11), 1000, "the rest still carry their connect")
+        // Half the limit fills the recent generation; the 51st socket makes it the older one.
+        for cookie in 1...60 as ClosedRange<UInt64> { connect(cookie) }
+        XCTAssertEqual(connectNs(ofFirstRequestOn: 3), 1000, "seen again while older: moves to the recent half")
+        for cookie in 61...101 as ClosedRange<UInt64> { connect(cookie) }
+        XCTAssertEqual(c.evictedSockets, 49, "the 100th socket made room by forgetting the half seen longest ago")
+        XCTAssertEqual(connectNs(ofFirstRequestOn: 50), 0, "among the oldest: its connect is forgotten")
+        XCTAssertEqual(connectNs(ofFirstRequestOn: 51), 1000, "the rest still carry their connect")
         XCTAssertEqual(connectNs(ofFirstRequestOn: 101), 1000)
+    }
+}
+
+final class SocketTableTests: XCTestCase {
+    /// Against a dictionary: the same states, whatever the order of inserts, moves and rotations.
+    func testAgreesWithADictionaryAndStaysBounded() {
+        var table = SocketTable(limit: 1000)
+        var model: [UInt64: UInt32] = [:]
+        var rng = SystemRandomNumberGenerator()
+        var forgotten = 0
+        for step in 0..<20_000 {
+            // Mostly new cookies, some seen again (from a small recent range), some colliding patterns.
+            let cookie: UInt64 = step % 3 == 0 ? UInt64.random(in: 1...200, using: &rng) : UInt64(step) * 4096 + 1
+            forgotten += table.update(cookie, keep: { $0 <= 10 }) { $0.requests += 1 }
+            model[cookie, default: 0] += 1
+            XCTAssertLessThanOrEqual(table.count, 1000 + 10)
+        }
+        XCTAssertGreaterThan(forgotten, 0)
+        var remembered = 0
+        for (cookie, requests) in model {
+            guard let state = table.peek(cookie) else { continue }
+            remembered += 1
+            // A forgotten socket starts over when seen again, so it counts at most what the model does.
+            XCTAssertLessThanOrEqual(state.requests, requests, "cookie \(cookie)")
+        }
+        XCTAssertEqual(remembered, table.count)
+        for cookie in 1...10 as ClosedRange<UInt64> where model[cookie] != nil {
+            XCTAssertNotNil(table.peek(cookie), "kept sockets survive rotations")
+        }
+    }
+
+    func testRemovalKeepsEveryOtherEntryReachable() {
+        // Cookies that share a home slot: moving one out of the older generation must not hide the rest.
+        var table = SocketTable(limit: 400)
+        let cookies = (1...200).map { UInt64($0) }
+        for c in cookies { table.update(c, keep: { _ in false }) { $0.requests = UInt32(c) } }
+        table.update(1001, keep: { _ in false }) { _ in }  // rotates: 1...200 are the older generation
+        for c in cookies where c % 2 == 0 { table.update(c, keep: { _ in false }) { _ in } }  // moves evens out
+        XCTAssertEqual(table.count, 201)
+        for c in cookies { XCTAssertEqual(table.peek(c)?.requests, UInt32(c), "cookie \(c)") }
+    }
+}
+
+final class ConnectSeriesPathTests: XCTestCase {
+    /// Uncounted connects land in the series their labels name, whichever path (direct-mapped
+    /// table, dictionary, or label strings) found it; colliding slots and odd comms included.
+    func testEveryUncountedConnectLandsInItsLabelledSeries() {
+        var a = Aggregates()
+        var expected: [[String]: UInt64] = [:]
+        let comms = ["curl", "python3", "a", "a\u{0}", "a very long command name", "nginx: worker"]
+        for i in 0..<3000 {
+            let comm = comms[i % comms.count]
+            let port = UInt16(8000 + (i * 7) % 301)
+            let established = i % 5 != 0
+            let dest = i % 2 == 0 ? SocketAddress.ipv4(10, 0, UInt8(i % 3), 1, port: port)
+                : SocketAddress(family: .inet6, bytes: [0xfd] + [UInt8](repeating: 0, count: 14) + [UInt8(i % 4)], port: port)
+            let c = ConnectEvent(pid: 1, tid: 1, error: established ? 0 : (i % 3 == 0 ? 111 : 110), endNs: 2_000_000,
+                                 startNs: 1_000_000, cookie: UInt64(i + 1), synRetransmits: 0, source: dest,
+                                 destination: dest, established: established, mode: .tracepoint, comm: comm,
+                                 countedInKernel: false)
+            a.record(.connect(c))
+            expected[[comm, dest.description, c.result.name], default: 0] += 1
+        }
+        let series = a.connectDuration.series
+        XCTAssertEqual(series.count, expected.count)
+        for (labels, count) in expected {
+            XCTAssertEqual(series[labels]?.count, count, "\(labels)")
+        }
     }
 }
