@@ -45,17 +45,22 @@ static __always_inline bool tn_streaming(void)
 }
 
 /*
- * Submit flags for a record: wake the reader only when a good share of the
- * ring is waiting. The reader also drains on a short bounded interval, so a
- * quiet stream is never stranded, and a busy one costs one wake-up per batch
- * instead of one per record.
+ * Submit flags for a record of `size` bytes: wake the reader only when this
+ * record takes the waiting data across the batch size. The reader also drains
+ * on a short bounded interval, so a quiet stream is never stranded, and a busy
+ * one costs one wake-up per batch instead of one per record. Only the crossing
+ * wakes: while the reader lags behind a full batch it is awake and draining
+ * (and its poll reports a non-empty ring at once), so further wake-ups would
+ * each cost an interrupt for nothing. `reserved`: the record is already
+ * reserved (counted in the waiting data), else it is about to be output.
  */
-static __always_inline __u64 tn_wakeup_flags(void)
+static __always_inline __u64 tn_wakeup_flags(__u64 size, bool reserved)
 {
 	__u64 batch = tn_streaming() ? TN_WAKEUP_BYTES_LIVE : TN_WAKEUP_BYTES;
+	__u64 avail = bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA);
+	__u64 after = reserved ? avail : avail + size;
 
-	return bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA) >= batch ? BPF_RB_FORCE_WAKEUP
-									 : BPF_RB_NO_WAKEUP;
+	return after >= batch && after - size < batch ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* Loss and state counters, per CPU so the hot path never contends. */

@@ -142,7 +142,7 @@ static __always_inline void connect_end(struct sock *sk, int newstate, __u64 coo
 	e->flags = counted ? 0 : TN_CONNECT_UNCOUNTED;
 	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
 	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, tn_wakeup_flags());
+	bpf_ringbuf_submit(e, tn_wakeup_flags(sizeof(*e), true));
 out:
 	o->connect_start_ns = 0;
 }

@@ -117,7 +117,7 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* only the filled part of data[] travels; count the loss if the ring is full */
 	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)),
-			       tn_wakeup_flags()))
+			       tn_wakeup_flags(TN_PAYLOAD_HEADER_SIZE + n, false)))
 		tn_count(TN_EVENT_PAYLOAD);
 }
 

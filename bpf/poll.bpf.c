@@ -203,7 +203,7 @@ static __always_inline void wait_exit(long ret, __u8 mode)
 			e->mode = mode;
 			__builtin_memset(e->reserved, 0, sizeof(e->reserved));
 			bpf_get_current_comm(e->comm, sizeof(e->comm));
-			bpf_ringbuf_submit(e, tn_wakeup_flags());
+			bpf_ringbuf_submit(e, tn_wakeup_flags(sizeof(*e), true));
 		}
 	}
 	bpf_map_delete_elem(&tn_waits, &tid);

@@ -70,7 +70,7 @@ static __always_inline void emit(struct sock *sk, struct sock *owner_sk, bool sy
 		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	}
 	tn_read_endpoints(sk, synack, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
-	bpf_ringbuf_submit(e, tn_wakeup_flags());
+	bpf_ringbuf_submit(e, tn_wakeup_flags(sizeof(*e), true));
 }
 
 /*

@@ -2,7 +2,7 @@
 in a private namespace, checked against what the client itself measured."""
 import pytest
 
-from tincture_harness import (ATTACH, EXPECT_MODE, Agent, Netns, Tail, parse_metrics,
+from tincture_harness import (ATTACH, EXPECT_MODE, Agent, Netns, Tail, loss_report, parse_metrics,
                               require_root, sample, stop_process, unique)
 
 SLOW_PORT = 8080
@@ -49,7 +49,9 @@ def test_slow_connect_pays_one_syn_retransmit(agent, tail):
     events = tail.poll(lambda evs: all(event_for(evs, r) for r in reports))
     for r in reports:
         hits = event_for(events, r)
-        assert len(hits) == 1, f"expected one event for {r}, got {hits}"
+        # On failure: every connect event of this comm, and the agent's loss and untracked counters.
+        assert len(hits) == 1, (f"expected one event for {r}, got {hits}",
+                                [e for e in events if e.get("comm") == comm], loss_report(agent))
         e = hits[0]
         assert e["result"] == "ok" and e["errno"] == 0
         assert e["syn_retransmits"] == 1

@@ -3,13 +3,14 @@
 # path (decode, aggregate, correlate) drains from a real BPF ring buffer, against a
 # minimal C libbpf consumer on the same ring and the same producer.
 #
-#   Tests/bench/consumer/run.sh [--runs N] [--events N] [--counted-in-kernel] [--no-drain]
+#   Tests/bench/consumer/run.sh [--runs N] [--events N] [--counted-in-kernel] [--no-drain] [--build-only]
 #
 # Builds what it needs under .build/bench/consumer (build output on stderr), then
 # runs C and Swift alternately, N times each (default 5), one JSON line per run,
 # each with a producer thread calling BPF_PROG_TEST_RUN while the consumer drains.
 # Unless --no-drain, the same again with --drain (no concurrent producer: fill the
 # ring, time draining it; each consumer's own capacity) and its medians as one line.
+# --build-only: build both consumers and the producer, then exit.
 # Last line: the concurrent medians and their ratio,
 #   {"c_per_second":...,"swift_per_second":...,"ratio":...}
 # In a concurrent run, producer_short_runs counts test runs that found the ring
@@ -24,6 +25,7 @@ OUT=.build/bench/consumer
 RUNS=5
 EVENTS=5000000
 DRAIN=1
+BUILD_ONLY=0
 EXTRA=()
 
 while [ $# -gt 0 ]; do
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
 	--events) EVENTS=$2; shift 2 ;;
 	--counted-in-kernel) EXTRA+=(--counted-in-kernel); shift ;;
 	--no-drain) DRAIN=0; shift ;;
+	--build-only) BUILD_ONLY=1; shift ;;
 	-h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
@@ -58,6 +61,7 @@ mkdir -p "$OUT"
 	# The agent's release flags (Makefile RELEASE_FLAGS), so both share one build.
 	swift build -c release --static-swift-stdlib --product tincture-bench-consumer
 } >&2
+[ "$BUILD_ONLY" = 1 ] && exit 0
 SWIFT_BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)/tincture-bench-consumer
 
 # The value of "key" in a JSON line of numbers and strings.
