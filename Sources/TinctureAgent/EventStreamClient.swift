@@ -37,8 +37,10 @@ public final class EventStreamClient {
         Sockets.writeAll(fd, line.hasSuffix("\n") ? line : line + "\n")
     }
 
-    /// The next line without its newline; nil at end of stream.
-    public func nextLine() -> ArraySlice<UInt8>? {
+    /// The next line without its newline; nil at end of stream. `beforeWaiting` runs
+    /// each time every line received so far was returned and the next read may block
+    /// (a caller that buffers its output flushes there).
+    public func nextLine(beforeWaiting: () -> Void = {}) -> ArraySlice<UInt8>? {
         while true {
             if let nl = buffer[start...].firstIndex(of: 10) {
                 let line = buffer[start..<nl]
@@ -49,6 +51,7 @@ public final class EventStreamClient {
                 buffer.removeFirst(start)
                 start = 0
             }
+            beforeWaiting()
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = read(fd, &chunk, chunk.count)
             if n < 0 && errno == EINTR { continue }

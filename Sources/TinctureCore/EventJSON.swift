@@ -102,34 +102,58 @@ public enum EventJSON {
 
     /// A JSON string literal, quotes included. Control characters use \u escapes.
     public static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7f {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
+        var out: [UInt8] = []
+        appendQuoted(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `s` as a JSON string literal. Works on UTF-8 bytes: only ASCII needs
+    /// escaping, and every other byte of valid UTF-8 is copied as is.
+    static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        out.append(0x22)
+        var s = s
+        s.withUTF8 { bytes in
+            for c in bytes {
+                switch c {
+                case 0x22: out.append(0x5c); out.append(0x22)
+                case 0x5c: out.append(0x5c); out.append(0x5c)
+                case 0x0a: out.append(0x5c); out.append(0x6e)
+                case 0x0d: out.append(0x5c); out.append(0x72)
+                case 0x09: out.append(0x5c); out.append(0x74)
+                case 0..<0x20, 0x7f:
+                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: [0x5c, 0x75, 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 15)]])
+                default:
+                    out.append(c)
                 }
             }
         }
-        return out + "\""
+        out.append(0x22)
     }
 }
 
+/// Builds one JSON object into a byte buffer: keys and values appended in place,
+/// integers digit by digit, no intermediate strings.
 struct JSONObjectWriter {
-    private var text = "{"
+    private var bytes: [UInt8]
 
-    mutating func field(_ key: String, _ value: String) { sep(key); text += EventJSON.quote(value) }
-    mutating func field(_ key: String, _ value: UInt64) { sep(key); text += String(value) }
-    mutating func field(_ key: String, _ value: Int64) { sep(key); text += String(value) }
-    mutating func field(_ key: String, _ value: Bool) { sep(key); text += value ? "true" : "false" }
+    init() {
+        bytes = []
+        bytes.reserveCapacity(512)
+        bytes.append(0x7b)
+    }
+
+    mutating func field(_ key: StaticString, _ value: String) { sep(key); EventJSON.appendQuoted(value, to: &bytes) }
+    mutating func field(_ key: StaticString, _ value: UInt64) { sep(key); appendDigits(value) }
+    mutating func field(_ key: StaticString, _ value: Int64) {
+        sep(key)
+        if value < 0 { bytes.append(0x2d) }
+        appendDigits(value.magnitude)
+    }
+    mutating func field(_ key: StaticString, _ value: Bool) {
+        sep(key)
+        value ? append("true") : append("false")
+    }
 
     /// family, saddr, sport, daddr, dport: the same five fields in every socket event.
     mutating func endpoints(_ local: SocketAddress, _ remote: SocketAddress) {
@@ -140,12 +164,39 @@ struct JSONObjectWriter {
         field("dport", UInt64(remote.port))
     }
 
-    private mutating func sep(_ key: String) {
-        if text.count > 1 { text += "," }
-        text += "\"\(key)\":"
+    private mutating func append(_ s: StaticString) {
+        s.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    mutating func finish() -> String { text + "}" }
+    private mutating func appendDigits(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: UInt64.max has 20 digits
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = value
+            var n = 0
+            repeat {
+                d[n] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                v /= 10
+                n += 1
+            } while v > 0
+            while n > 0 {
+                n -= 1
+                bytes.append(d[n])
+            }
+        }
+    }
+
+    private mutating func sep(_ key: StaticString) {
+        if bytes.count > 1 { bytes.append(0x2c) }
+        bytes.append(0x22)
+        append(key)
+        bytes.append(0x22)
+        bytes.append(0x3a)
+    }
+
+    mutating func finish() -> String {
+        bytes.append(0x7d)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 /// Any event as `tincture tail` reads it back from the stream: the fields every kind

@@ -66,7 +66,9 @@ struct TailCommand: ParsableCommand {
     }
 
     func run() throws {
-        setvbuf(stdout, nil, _IOLBF, 0)
+        // Fully buffered, flushed whenever every line received so far is printed (below):
+        // lines appear as they arrive, and a burst costs one write, not one per line.
+        setvbuf(stdout, nil, _IOFBF, 1 << 16)
         let filter = TailFilter(kinds: kind.isEmpty ? nil : Set(kind), pid: pid, comm: comm, port: port,
                                 minDurationNs: minDuration.flatMap(DurationParser.nanoseconds))
         let client: EventStreamClient
@@ -82,15 +84,25 @@ struct TailCommand: ParsableCommand {
         let decoder = JSONDecoder()
         // With --request-id: recent events, to print those joined to the request when its record arrives.
         var recent: [(record: EventRecord, line: ArraySlice<UInt8>)] = []
+        func printRaw(_ line: ArraySlice<UInt8>) {
+            line.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+            putc(10, stdout)
+        }
         func show(_ record: EventRecord, _ line: ArraySlice<UInt8>) {
             if json {
-                print(String(decoding: line, as: UTF8.self))
+                printRaw(line)
             } else {
                 print(formatter.line(record, timeOfDay: Self.timeOfDay(record.tsNs)))
             }
         }
 
-        while let line = client.nextLine() {
+        // JSON with no filter: an event line goes out as it came, without decoding it.
+        let passThrough = json && requestID == nil && filter == TailFilter()
+        while let line = client.nextLine(beforeWaiting: { fflush(stdout) }) {
+            if passThrough, let kind = Self.eventKind(line), Self.kinds.contains(kind) {
+                printRaw(line)
+                continue
+            }
             let data = Data(line)
             // Events are the hot path: one decode. Control lines (hello, error) lack event fields.
             if let record = try? decoder.decode(EventRecord.self, from: data) {
@@ -123,6 +135,16 @@ struct TailCommand: ParsableCommand {
             }
         }
         FileHandle.standardError.write(Data("tincture tail: the agent closed the stream (stopped or restarted)\n".utf8))
+    }
+
+    /// The kind of an event line as the agent writes it (`{"kind":"connect",...`), without
+    /// decoding the rest; nil for anything else.
+    static func eventKind(_ line: ArraySlice<UInt8>) -> String? {
+        let prefix = Array(#"{"kind":""#.utf8)
+        guard line.starts(with: prefix) else { return nil }
+        let rest = line.dropFirst(prefix.count)
+        guard let quote = rest.prefix(32).firstIndex(of: 0x22) else { return nil }
+        return String(decoding: rest[..<quote], as: UTF8.self)
     }
 
     struct KindOnly: Decodable { var kind: String }

@@ -35,6 +35,17 @@ final class EventJSONTests: XCTestCase {
         XCTAssertEqual(record.comm, c.comm)
         XCTAssertTrue(line.contains(#""comm":"a\"b\\c\n\u0001\u007fé""#), line)
     }
+
+    func testNumbersAtTheirExtremes() throws {
+        let p = PollEvent(pid: UInt32.max, tid: 0, syscall: .poll, endNs: UInt64.max, startNs: 0, cookie: 0,
+                          timeoutMs: Int64.min, ready: -1, fd: Int32.min, mode: nil, comm: "")
+        let line = EventJSON.encode(.poll(p), realtimeOffsetNs: 0)
+        XCTAssertTrue(line.contains(#""pid":4294967295,"tid":0,"comm":"""#), line)
+        XCTAssertTrue(line.contains(#""duration_ns":18446744073709551615,"timeout_ms":-9223372036854775808,"ready":-1,"fd":-2147483648,"cookie":0,"mode":"unknown"}"#), line)
+        let record = try JSONDecoder().decode(EventRecord.self, from: Data(line.utf8))
+        XCTAssertEqual(record.timeoutMs, Int64.min)
+        XCTAssertEqual(record.durationNs, UInt64.max)
+    }
 }
 
 final class TailTests: XCTestCase {
