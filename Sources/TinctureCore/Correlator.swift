@@ -169,7 +169,7 @@ public struct Correlator: Sendable {
     /// A captured payload; returns the records it finished (a response, or a request
     /// that a new one superseded).
     public mutating func payload(_ p: PayloadSample) -> [RequestRecord] {
-        guard p.cookie != 0, let head = HTTPParser.parse(p.bytes) else { return [] }
+        guard p.cookie != 0, let head = HTTPParser.parse(p.bytes, keeping: extractor.headerNames) else { return [] }
         switch head {
         case .request(let request):
             var finished: [RequestRecord] = []

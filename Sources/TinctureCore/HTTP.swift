@@ -47,9 +47,31 @@ public enum HTTPParser {
     public static let maxHeaders = 64
     static let maxMethodLength = 16
 
-    public static func parse(_ bytes: [UInt8]) -> HTTPMessageHead? {
-        if bytes.starts(with: Array("HTTP/1.".utf8)) { return parseResponse(bytes).map(HTTPMessageHead.response) }
-        return parseRequest(bytes).map(HTTPMessageHead.request)
+    /// `keeping`: lower-case names of the headers wanted (nil: all). Headers not kept are
+    /// still checked and skipped like any other line, but never become strings: the
+    /// correlator asks only for its request-ID headers, on every request it sees.
+    public static func parse(_ bytes: [UInt8], keeping: HeaderNames? = nil) -> HTTPMessageHead? {
+        if bytes.count >= 7 && bytes[0] == 0x48 && bytes.starts(with: responsePrefix) {
+            return parseResponse(bytes).map(HTTPMessageHead.response)
+        }
+        return parseRequest(bytes, keeping: keeping).map(HTTPMessageHead.request)
+    }
+
+    private static let responsePrefix = Array("HTTP/1.".utf8)
+
+    /// A set of header names, lower case, matched against raw bytes without building strings.
+    public struct HeaderNames: Sendable, Equatable {
+        let names: [[UInt8]]
+
+        public init(_ names: [String]) { self.names = names.map { Array($0.lowercased().utf8) } }
+
+        func contains(_ name: ArraySlice<UInt8>) -> Bool {
+            names.contains { wanted in
+                wanted.count == name.count && zip(wanted, name).allSatisfy { w, c in
+                    w == (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)
+                }
+            }
+        }
     }
 
     /// "HTTP/1.1 200 OK": the status code.
@@ -62,7 +84,7 @@ public enum HTTPParser {
         return HTTPResponseHead(status: digits.reduce(0) { $0 * 10 + Int($1 - 0x30) })
     }
 
-    static func parseRequest(_ b: [UInt8]) -> HTTPRequestHead? {
+    static func parseRequest(_ b: [UInt8], keeping: HeaderNames? = nil) -> HTTPRequestHead? {
         // Method: an upper-case token, then one space.
         var i = 0
         while i < b.count && i <= maxMethodLength && isUpperToken(b[i]) { i += 1 }
@@ -100,13 +122,16 @@ public enum HTTPParser {
             return nil
         }
         lineEnd = end.next
-        let (headers, complete) = parseHeaders(b, from: lineEnd)
+        let (headers, complete) = parseHeaders(b, from: lineEnd, keeping: keeping)
         return HTTPRequestHead(method: method, target: target, headers: headers, complete: complete)
     }
 
     /// Header lines until the empty line; (headers, whether the empty line was seen).
-    static func parseHeaders(_ b: [UInt8], from start: Int) -> ([(name: String, value: String)], Bool) {
+    static func parseHeaders(_ b: [UInt8], from start: Int,
+                             keeping: HeaderNames? = nil) -> ([(name: String, value: String)], Bool) {
         var headers: [(name: String, value: String)] = []
+        // Whether the last header line was kept (a continuation line belongs to it).
+        var lastKept = false
         var i = start
         while let line = endOfLine(b, from: i) {
             if line.start == i { return (headers, true) }  // the empty line ends the head
@@ -114,7 +139,7 @@ public enum HTTPParser {
             i = line.next
             if content.first == 0x20 || content.first == 0x09 {
                 // obs-fold: a continuation of the previous value.
-                if !headers.isEmpty {
+                if lastKept && !headers.isEmpty {
                     let more = trim(content)
                     if !more.isEmpty, more.allSatisfy(isFieldValueByte) {
                         headers[headers.count - 1].value += " " + String(decoding: more, as: UTF8.self)
@@ -122,12 +147,15 @@ public enum HTTPParser {
                 }
                 continue
             }
+            lastKept = false
             guard let colon = content.firstIndex(of: UInt8(ascii: ":")), colon > content.startIndex else { continue }
             let name = content[content.startIndex..<colon]
+            if let keeping, !keeping.contains(name) { continue }
             guard name.allSatisfy(isToken) else { continue }
             let value = trim(content[(colon + 1)...])
             guard value.allSatisfy(isFieldValueByte) else { continue }
             if headers.count < maxHeaders {
+                lastKept = true
                 headers.append((String(decoding: name, as: UTF8.self).lowercased(), String(decoding: value, as: UTF8.self)))
             }
         }
@@ -173,9 +201,12 @@ public struct RequestIDExtractor: Sendable, Equatable {
     public static let maxLength = 128
 
     public let headers: [String]
+    /// The same names, for `HTTPParser.parse(_:keeping:)`.
+    public let headerNames: HTTPParser.HeaderNames
 
     public init(headers: [String] = RequestIDExtractor.defaultHeaders) {
         self.headers = headers.map { $0.lowercased() }
+        headerNames = HTTPParser.HeaderNames(self.headers)
     }
 
     /// nil when none of the headers carries a usable value.

@@ -13,8 +13,11 @@ public struct HistogramFamily: Sendable {
     public private(set) var histograms: [Histogram] = []
     private var index: [[String]: Int] = [:]
     public private(set) var folded: UInt64 = 0
-    /// Per series, per bucket index: the latest observation that carried an exemplar.
-    public private(set) var exemplars: [[String]: [Int: Exemplar]] = [:]
+    /// Per series (same index), per bucket: the latest observation that carried an
+    /// exemplar; empty until the series has one.
+    private var seriesExemplars: [[Exemplar?]] = []
+    /// Exemplars for label sets counted elsewhere (the kernel's map), not here.
+    private var otherExemplars: [[String]: [Int: Exemplar]] = [:]
 
     public init(name: String, help: String, labelNames: [String], bounds: [Double],
                 seriesCap: Int, foldable: [String]) {
@@ -28,6 +31,17 @@ public struct HistogramFamily: Sendable {
 
     /// Every series by its label set.
     public var series: [[String]: Histogram] { Dictionary(uniqueKeysWithValues: zip(labelSets, histograms)) }
+
+    /// Per label set, per bucket index: the latest observation that carried an exemplar.
+    public var exemplars: [[String]: [Int: Exemplar]] {
+        var out = otherExemplars
+        for (i, buckets) in seriesExemplars.enumerated() where !buckets.isEmpty {
+            for (bucket, exemplar) in buckets.enumerated() {
+                if let exemplar { out[labelSets[i], default: [:]][bucket] = exemplar }
+            }
+        }
+        return out
+    }
 
     /// Where observations for `labels` go, adding the series if new: `labels` itself,
     /// or past the cap its foldable labels as "other" (`folded` true). Indices stay
@@ -44,6 +58,7 @@ public struct HistogramFamily: Sendable {
         index[key] = histograms.count
         labelSets.append(key)
         histograms.append(Histogram(bounds: bounds))
+        seriesExemplars.append([])
         return (histograms.count - 1, fold)
     }
 
@@ -56,7 +71,14 @@ public struct HistogramFamily: Sendable {
     public mutating func observe(_ labels: [String], _ value: Double, exemplar: Exemplar? = nil) {
         let series = seriesIndex(labels)
         observe(at: series, value)
-        if let exemplar { attach(exemplar, to: labelSets[series.index]) }
+        if let exemplar { attach(exemplar, at: series.index) }
+    }
+
+    /// Attach an exemplar to the bucket its value falls in, in the series at `index`.
+    public mutating func attach(_ exemplar: Exemplar, at index: Int) {
+        let bucket = bounds.firstIndex { exemplar.value <= $0 } ?? bounds.count
+        if seriesExemplars[index].isEmpty { seriesExemplars[index] = [Exemplar?](repeating: nil, count: bounds.count + 1) }
+        seriesExemplars[index][bucket] = exemplar
     }
 
     /// Adds a row counted elsewhere (the kernel's histogram map) under the same series cap.
@@ -69,10 +91,11 @@ public struct HistogramFamily: Sendable {
     /// Attach an exemplar to the bucket its value falls in (an observation counted
     /// elsewhere, e.g. the connect a request paid for, counted in the kernel).
     public mutating func attach(_ exemplar: Exemplar, to labels: [String]) {
-        // The series may live in the kernel's map; bound the exemplars like the series.
-        guard index[labels] != nil || exemplars[labels] != nil || exemplars.count < seriesCap else { return }
+        if let i = index[labels] { return attach(exemplar, at: i) }
+        // The series lives in the kernel's map; bound these exemplars like the series.
+        guard otherExemplars[labels] != nil || otherExemplars.count < seriesCap else { return }
         let bucket = bounds.firstIndex { exemplar.value <= $0 } ?? bounds.count
-        exemplars[labels, default: [:]][bucket] = exemplar
+        otherExemplars[labels, default: [:]][bucket] = exemplar
     }
 }
 
@@ -145,7 +168,8 @@ public struct Aggregates: Sendable {
     public private(set) var eventsReceived = KindCounts()
     public private(set) var decodeErrors: [String: UInt64] = [:]
     private var connectSeriesCache: [ConnectKey: (index: Int, folded: Bool)] = [:]
-    private var connectFastCache = ConnectSeriesCache()
+    private var connectFastCache = SeriesCache()
+    private var requestFastCache = SeriesCache()
 
     public init(seriesCap: Int = Aggregates.defaultSeriesCap) {
         connectDuration = HistogramFamily(
@@ -176,8 +200,10 @@ public struct Aggregates: Sendable {
         requestEnds[r.end.rawValue, default: 0] += 1
         guard r.end == .responded else { return }
         let seconds = Double(r.ttfbNs) / 1e9
-        requestDuration.observe([r.comm, r.side.rawValue, r.endpoint.description], seconds,
-                                exemplar: Exemplar(requestID: r.requestID, value: seconds, timestamp: wallTimeSeconds))
+        let series = requestSeries(r)
+        requestDuration.observe(at: series, seconds)
+        requestDuration.attach(Exemplar(requestID: r.requestID, value: seconds, timestamp: wallTimeSeconds),
+                               at: series.index)
         if r.connectNs > 0 {
             let connect = Double(r.connectNs) / 1e9
             connectDuration.attach(Exemplar(requestID: r.requestID, value: connect, timestamp: wallTimeSeconds),
@@ -215,12 +241,27 @@ public struct Aggregates: Sendable {
     /// once per distinct caller, endpoint and outcome; after that a direct-mapped
     /// table answers from the event's raw fields, and a dictionary behind it.
     private mutating func connectSeries(_ c: ConnectEvent) -> (index: Int, folded: Bool) {
-        guard let raw = ConnectKeyWords(c) else { return connectSeriesSlow(c) }
-        let slot = raw.slot(ConnectSeriesCache.slots)
-        if connectFastCache.keys[slot] == raw { return connectFastCache.series[slot] }
+        let outcome = UInt64(UInt32(bitPattern: c.error)) << 32 | (c.established ? 1 : 0)
+        guard let raw = SeriesKeyWords(comm: c.comm, address: c.destination, extra: outcome) else {
+            return connectSeriesSlow(c)
+        }
+        if let series = connectFastCache[raw] { return series }
         let series = connectSeriesSlow(c)
-        connectFastCache.keys[slot] = raw
-        connectFastCache.series[slot] = series
+        connectFastCache[raw] = series
+        return series
+    }
+
+    /// The request-duration series of a record: like `connectSeries`, found from raw fields.
+    private mutating func requestSeries(_ r: RequestRecord) -> (index: Int, folded: Bool) {
+        func labelled() -> (index: Int, folded: Bool) {
+            requestDuration.seriesIndex([r.comm, r.side.rawValue, r.endpoint.description])
+        }
+        guard let raw = SeriesKeyWords(comm: r.comm, address: r.endpoint, extra: r.side == .client ? 1 : 2) else {
+            return labelled()
+        }
+        if let series = requestFastCache[raw] { return series }
+        let series = labelled()
+        requestFastCache[raw] = series
         return series
     }
 
@@ -258,21 +299,23 @@ public struct KindCounts: Equatable, Sendable {
     }
 }
 
-/// What picks a connect series, as five machine words: comm bytes (up to 16),
-/// address, then port, family, outcome and comm length. Equal words, equal labels.
-struct ConnectKeyWords: Equatable, Sendable {
+/// What picks a series with a comm and an address label, as five machine words:
+/// comm bytes (up to 16), address, then port, family, comm length and the caller's
+/// `extra` (an outcome, a side). Equal words, equal labels.
+struct SeriesKeyWords: Equatable, Sendable {
     var comm0: UInt64 = 0
     var comm1: UInt64 = 0
     var address0: UInt64
     var address1: UInt64
     var rest: UInt64
+    var extra: UInt64
 
     /// Nil for a comm over 16 UTF-8 bytes (one with repaired bytes): those take the slow path.
-    init?(_ c: ConnectEvent) {
+    init?(comm: String, address: SocketAddress, extra: UInt64) {
         var words: (UInt64, UInt64) = (0, 0)
         var n = 0
         let fits = withUnsafeMutableBytes(of: &words) { out -> Bool in
-            for byte in c.comm.utf8 {
+            for byte in comm.utf8 {
                 guard n < 16 else { return false }
                 out[n] = byte
                 n += 1
@@ -281,22 +324,35 @@ struct ConnectKeyWords: Equatable, Sendable {
         }
         guard fits else { return nil }
         (comm0, comm1) = words
-        (address0, address1) = c.destination.words
-        rest = UInt64(c.destination.port) | UInt64(c.destination.family.rawValue) << 16 | UInt64(n) << 24
-            | (c.established ? 1 << 31 : 0) | UInt64(UInt32(bitPattern: c.error)) << 32
+        (address0, address1) = address.words
+        rest = UInt64(address.port) | UInt64(address.family.rawValue) << 16 | UInt64(n) << 24
+        self.extra = extra
     }
 
     func slot(_ count: Int) -> Int {
         var h = comm0 &* 0x9E37_79B9_7F4A_7C15
         h = (h ^ comm1 ^ address0) &* 0xC2B2_AE3D_27D4_EB4F
-        h = (h ^ address1 ^ rest) &* 0x1656_67B1_9E37_79F9
+        h = (h ^ address1 ^ rest ^ extra) &* 0x1656_67B1_9E37_79F9
         return Int(truncatingIfNeeded: h >> 32) & (count - 1)
     }
 }
 
-/// A direct-mapped table in front of the connect-series dictionary.
-struct ConnectSeriesCache: Sendable {
+/// A direct-mapped table from raw label fields to a series: a hit costs a hash of
+/// six words and a compare, no strings; a miss (or a collision) asks the family.
+struct SeriesCache: Sendable {
     static let slots = 256
-    var keys = [ConnectKeyWords?](repeating: nil, count: slots)
-    var series = [(index: Int, folded: Bool)](repeating: (0, false), count: slots)
+    private var keys = [SeriesKeyWords?](repeating: nil, count: slots)
+    private var series = [(index: Int, folded: Bool)](repeating: (0, false), count: slots)
+
+    subscript(key: SeriesKeyWords) -> (index: Int, folded: Bool)? {
+        get {
+            let slot = key.slot(Self.slots)
+            return keys[slot] == key ? series[slot] : nil
+        }
+        set {
+            let slot = key.slot(Self.slots)
+            keys[slot] = newValue == nil ? nil : key
+            if let newValue { series[slot] = newValue }
+        }
+    }
 }

@@ -111,3 +111,29 @@ final class ConnectSeriesPathTests: XCTestCase {
         }
     }
 }
+
+final class RequestSeriesPathTests: XCTestCase {
+    /// Finished requests land in the series their labels name, with their exemplar on it.
+    func testEveryRequestLandsInItsLabelledSeriesWithItsExemplar() {
+        var a = Aggregates()
+        var expected: [[String]: UInt64] = [:]
+        for i in 0..<2000 {
+            let comm = ["curl", "a", "a\u{0}", "a very long command name"][i % 4]
+            let local = SocketAddress.ipv4(127, 0, 0, 1, port: UInt16(40000 + i % 7))
+            let remote = SocketAddress.ipv4(10, 0, 0, UInt8(i % 5), port: UInt16(8000 + i % 3))
+            let side: RequestRecord.Side = i % 3 == 0 ? .server : .client
+            let r = RequestRecord(requestID: "r\(i)", side: side, pid: 1, tid: 1, comm: comm, cookie: UInt64(i + 1),
+                                  method: "GET", target: "/", status: 200, local: local, remote: remote,
+                                  startNs: 0, connectNs: 0, synRetransmits: 0, retransmits: 0, pollWaitNs: 0,
+                                  ttfbNs: UInt64(1_000_000 * (1 + i % 50)), end: .responded)
+            a.record(r, wallTimeSeconds: 1)
+            expected[[comm, side.rawValue, r.endpoint.description], default: 0] += 1
+        }
+        let series = a.requestDuration.series
+        XCTAssertEqual(series.count, expected.count)
+        for (labels, count) in expected {
+            XCTAssertEqual(series[labels]?.count, count, "\(labels)")
+            XCTAssertFalse(a.requestDuration.exemplars[labels]?.isEmpty ?? true, "\(labels) has exemplars")
+        }
+    }
+}

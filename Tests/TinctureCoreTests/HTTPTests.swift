@@ -19,6 +19,15 @@ final class HTTPParserTests: XCTestCase {
         XCTAssertEqual(r.headers.count, 3)
     }
 
+    func testKeepingOnlyNamedHeaders() throws {
+        let text = "GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: a\r\n b\r\nAccept: */*\r\n c\r\n\r\n"
+        guard case .request(let r)? = HTTPParser.parse(bytes(text), keeping: HTTPParser.HeaderNames(["x-REQUEST-id"]))
+        else { return XCTFail() }
+        XCTAssertEqual(r.headers.map(\.name), ["x-request-id"])
+        XCTAssertEqual(r.header("X-Request-ID"), "a b", "its continuation line kept, the other's dropped")
+        XCTAssertTrue(r.complete)
+    }
+
     func testBareLineFeedsFoldedHeadersAndOddCase() throws {
         let r = try XCTUnwrap(request("POST /submit HTTP/1.0\nx-ReQuEsT-iD: abc\nX-Long: first\n   second\n\tthird\n\n{\"a\":1}"))
         XCTAssertEqual(r.method, "POST")
@@ -81,6 +90,7 @@ final class HTTPParserTests: XCTestCase {
             "GET /a HTTP/1.1\r\nX-Request-ID: r1\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
             "POST /x HTTP/1.0\nA: b\n c\n\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n y\r\nx-REQUEST-id: a\r\n b\r\nX-Correlation-ID: c\r\n\r\n",
         ].map(bytes)
         let extractor = RequestIDExtractor()
         for round in 0..<20_000 {
@@ -110,6 +120,14 @@ final class HTTPParserTests: XCTestCase {
                     XCTAssertLessThanOrEqual(id.utf8.count, RequestIDExtractor.maxLength)
                     XCTAssertTrue(id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f })
                 }
+                // The correlator's parse keeps only the ID headers: same request, same ID.
+                guard case .request(let kept)? = HTTPParser.parse(input, keeping: extractor.headerNames) else {
+                    XCTFail("parsed in full but not when keeping only the ID headers: \(input)")
+                    break
+                }
+                XCTAssertEqual(kept.method, r.method)
+                XCTAssertEqual(kept.target, r.target)
+                XCTAssertEqual(extractor.requestID(of: kept), extractor.requestID(of: r), "\(input)")
             case .response(let s)?:
                 XCTAssertTrue((100...999).contains(s.status))
             case nil:
