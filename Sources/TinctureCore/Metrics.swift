@@ -313,15 +313,16 @@ struct SeriesKeyWords: Equatable, Sendable {
     /// Nil for a comm over 16 UTF-8 bytes (one with repaired bytes): those take the slow path.
     init?(comm: String, address: SocketAddress, extra: UInt64) {
         var words: (UInt64, UInt64) = (0, 0)
-        var n = 0
-        let fits = withUnsafeMutableBytes(of: &words) { out -> Bool in
-            for byte in comm.utf8 {
-                guard n < 16 else { return false }
-                out[n] = byte
-                n += 1
+        var comm = comm
+        // Contiguous UTF-8 (a small string is copied out of its inline storage): one copy, no loop.
+        let n = comm.withUTF8 { utf8 -> Int in
+            guard utf8.count <= 16 else { return -1 }
+            withUnsafeMutableBytes(of: &words) { out in
+                if let base = utf8.baseAddress, utf8.count > 0 { out.baseAddress!.copyMemory(from: base, byteCount: utf8.count) }
             }
-            return true
+            return utf8.count
         }
+        let fits = n >= 0
         guard fits else { return nil }
         (comm0, comm1) = words
         (address0, address1) = address.words
