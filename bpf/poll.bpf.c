@@ -19,17 +19,32 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* A wait in progress, keyed by thread. */
+/*
+ * A wait in progress, keyed by thread. Which fd it waits on is worked out only
+ * for a wait long enough to travel as an event, at its exit: most waits are
+ * short, and resolving an fd to its socket is most of what a wait would cost.
+ * select's sets are the exception: the kernel rewrites them with the result, so
+ * select and pselect6 resolve theirs at entry.
+ */
 struct tn_wait {
 	__u64 start_ns;
 	__s64 timeout_ms;
-	__u64 cookie;
+	__u64 cookie;            /* select, pselect6: resolved at entry */
+	__u64 fds;               /* poll, ppoll: the pollfd array; epoll_*: the epoll fd */
 	__u32 syscall;
-	__s32 fd;
+	__s32 fd;                /* select, pselect6: resolved at entry */
+	__u32 nfds;              /* poll, ppoll */
+	__u32 reserved;
 };
 
+/*
+ * A plain hash, not an LRU: its updates and deletes are a fraction of an LRU's,
+ * and every wait does one of each. An entry lives for one syscall (its exit
+ * deletes it), so the map only fills if that many threads wait at once; then
+ * waits go uncounted and TN_CTR_WAIT_MAP_FULL says so.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct tn_wait);
@@ -110,7 +125,6 @@ static __always_inline void wait_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2, _
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 	struct tn_wait w = { .fd = -1 };
-	int pfd;
 
 	/* the agent's own waits would feed back into the ring buffer */
 	if ((id >> 32) == tn_cfg.self_tgid)
@@ -120,12 +134,10 @@ static __always_inline void wait_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2, _
 	switch (sc) {
 	case TN_SC_POLL:
 	case TN_SC_PPOLL:
+		/* ppoll writes the time left back into its timespec: read it now */
 		w.timeout_ms = sc == TN_SC_POLL ? ((int)a2 < 0 ? -1 : (int)a2) : user_time_ms(a2, false);
-		/* struct pollfd's first field is the fd */
-		if (a1 == 1 && !bpf_probe_read_user(&pfd, sizeof(pfd), (void *)a0)) {
-			w.fd = pfd;
-			w.cookie = file_cookie(tn_fd_file(pfd));
-		}
+		w.fds = a0;
+		w.nfds = a1 > 0xffffffff ? 0xffffffff : a1;
 		break;
 	case TN_SC_SELECT:
 	case TN_SC_PSELECT6:
@@ -136,7 +148,7 @@ static __always_inline void wait_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2, _
 		break;
 	default: /* epoll_wait, epoll_pwait: int ms; epoll_pwait2: timespec */
 		w.timeout_ms = sc == TN_SC_EPOLL_PWAIT2 ? user_time_ms(a3, false) : ((int)a3 < 0 ? -1 : (int)a3);
-		w.fd = epoll_single((int)a0, &w.cookie);
+		w.fds = a0;
 		break;
 	}
 	if (bpf_map_update_elem(&tn_waits, &tid, &w, BPF_ANY))
@@ -171,6 +183,28 @@ static __always_inline void count_wait(__u32 sc, __u64 dur)
 	__sync_fetch_and_add(&h->sum_ns, dur);
 }
 
+/* The one fd a long wait waited on, and its socket's cookie; -1 and 0 if not one socket. */
+static __always_inline int waited_fd(struct tn_wait *w, __u64 *cookie)
+{
+	int pfd;
+
+	switch (w->syscall) {
+	case TN_SC_POLL:
+	case TN_SC_PPOLL:
+		/* struct pollfd's first field is the fd; the kernel writes only revents back */
+		if (w->nfds != 1 || bpf_probe_read_user(&pfd, sizeof(pfd), (void *)w->fds))
+			return -1;
+		*cookie = file_cookie(tn_fd_file(pfd));
+		return pfd;
+	case TN_SC_SELECT:
+	case TN_SC_PSELECT6:
+		*cookie = w->cookie;
+		return w->fd;
+	default:
+		return epoll_single((int)w->fds, cookie);
+	}
+}
+
 static __always_inline void wait_exit(long ret, __u8 mode)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -196,10 +230,10 @@ static __always_inline void wait_exit(long ret, __u8 mode)
 			e->syscall = w->syscall;
 			e->ts_ns = now;
 			e->start_ns = w->start_ns;
-			e->cookie = w->cookie;
+			e->cookie = 0;
+			e->fd = waited_fd(w, &e->cookie);
 			e->timeout_ms = w->timeout_ms;
 			e->ready = ret;
-			e->fd = w->fd;
 			e->mode = mode;
 			__builtin_memset(e->reserved, 0, sizeof(e->reserved));
 			bpf_get_current_comm(e->comm, sizeof(e->comm));
