@@ -103,7 +103,7 @@ test-vm: build
 	Tests/vm/run-in-vm.sh --timeout 1800 -- Tests/vm/guest-tests.sh
 
 ## bench: overhead next to bpftrace and libbpf-tools, consumer throughput, footprint
-##        (not part of test; about 15 minutes after the release build, 10 of them the footprint soak;
+##        (not part of test; about 15 minutes from a fresh clone, 10 of them the footprint soak;
 ##        BENCH_ARGS="--soak 60" shortens it)
 bench: build
 	$(Q)missing=""; for p in $(BENCH_PKGS); do [ -e "$${p#*:}" ] || missing="$$missing $${p%%:*}"; done; \
