@@ -152,18 +152,22 @@ public struct Correlator: Sendable {
     public mutating func connected(_ c: ConnectEvent) {
         guard c.result == .ok, c.cookie != 0 else { return }
         // A new connect on this cookie is a new connection: its request count starts over.
-        let inFlight = self.inFlight
         evictedSockets += UInt64(sockets.replace(
             c.cookie, with: SocketState(connectNs: c.durationNs, synRetransmits: c.synRetransmits, hasConnect: true),
-            keep: { inFlight[$0] != nil }))
+            keep: hasRequestInFlight))
     }
 
     /// Sees a socket (it becomes the most recently seen) and updates its state. Past
     /// the socket limit, the half seen longest ago is forgotten, except sockets with
     /// a request in flight; each forgotten socket is counted.
     private mutating func see(_ cookie: UInt64, _ body: (inout SocketState) -> Void) {
+        evictedSockets += UInt64(sockets.update(cookie, keep: hasRequestInFlight, body))
+    }
+
+    /// Which sockets making room must keep: those with a request in flight.
+    private var hasRequestInFlight: (UInt64) -> Bool {
         let inFlight = self.inFlight
-        evictedSockets += UInt64(sockets.update(cookie, keep: { inFlight[$0] != nil }, body))
+        return { inFlight[$0] != nil }
     }
 
     /// A captured payload; returns the records it finished (a response, or a request

@@ -167,7 +167,6 @@ public struct Aggregates: Sendable {
     public private(set) var pollWaitExemplars: [[String]: [Int: Exemplar]] = [:]
     public private(set) var eventsReceived = KindCounts()
     public private(set) var decodeErrors: [String: UInt64] = [:]
-    private var connectSeriesCache: [ConnectKey: (index: Int, folded: Bool)] = [:]
     private var connectFastCache = SeriesCache()
     private var requestFastCache = SeriesCache()
 
@@ -237,49 +236,33 @@ public struct Aggregates: Sendable {
         }
     }
 
-    /// The connect series an event goes to. Labels are built and hashed as strings
-    /// once per distinct caller, endpoint and outcome; after that a direct-mapped
-    /// table answers from the event's raw fields, and a dictionary behind it.
+    /// The connect series an event goes to, found from its raw fields (see `series`).
     private mutating func connectSeries(_ c: ConnectEvent) -> (index: Int, folded: Bool) {
         let outcome = UInt64(UInt32(bitPattern: c.error)) << 32 | (c.established ? 1 : 0)
-        guard let raw = SeriesKeyWords(comm: c.comm, address: c.destination, extra: outcome) else {
-            return connectSeriesSlow(c)
+        return Self.series(&connectFastCache, &connectDuration,
+                           SeriesKeyWords(comm: c.comm, address: c.destination, extra: outcome)) {
+            [c.comm, c.destination.description, c.result.name]
         }
-        if let series = connectFastCache[raw] { return series }
-        let series = connectSeriesSlow(c)
-        connectFastCache[raw] = series
-        return series
     }
 
-    /// The request-duration series of a record: like `connectSeries`, found from raw fields.
+    /// The request-duration series of a record, found from its raw fields (see `series`).
     private mutating func requestSeries(_ r: RequestRecord) -> (index: Int, folded: Bool) {
-        func labelled() -> (index: Int, folded: Bool) {
-            requestDuration.seriesIndex([r.comm, r.side.rawValue, r.endpoint.description])
+        Self.series(&requestFastCache, &requestDuration,
+                    SeriesKeyWords(comm: r.comm, address: r.endpoint, extra: r.side == .client ? 1 : 2)) {
+            [r.comm, r.side.rawValue, r.endpoint.description]
         }
-        guard let raw = SeriesKeyWords(comm: r.comm, address: r.endpoint, extra: r.side == .client ? 1 : 2) else {
-            return labelled()
-        }
-        if let series = requestFastCache[raw] { return series }
-        let series = labelled()
-        requestFastCache[raw] = series
-        return series
     }
 
-    private mutating func connectSeriesSlow(_ c: ConnectEvent) -> (index: Int, folded: Bool) {
-        let key = ConnectKey(comm: c.comm, destination: c.destination, established: c.established, error: c.error)
-        if let series = connectSeriesCache[key] { return series }
-        // Bounded: past the cap, distinct keys can keep coming (they fold into "other").
-        if connectSeriesCache.count >= 4 * connectDuration.seriesCap { connectSeriesCache.removeAll(keepingCapacity: true) }
-        let series = connectDuration.seriesIndex([c.comm, c.destination.description, c.result.name])
-        connectSeriesCache[key] = series
+    /// Label strings are built and hashed once per distinct key; after that the
+    /// direct-mapped `cache` answers from raw fields. A key that does not fit
+    /// (`nil`) or a slot taken by another key asks the family by labels.
+    private static func series(_ cache: inout SeriesCache, _ family: inout HistogramFamily, _ key: SeriesKeyWords?,
+                               labels: () -> [String]) -> (index: Int, folded: Bool) {
+        guard let key else { return family.seriesIndex(labels()) }
+        if let series = cache[key] { return series }
+        let series = family.seriesIndex(labels())
+        cache[key] = series
         return series
-    }
-
-    private struct ConnectKey: Hashable, Sendable {
-        var comm: String
-        var destination: SocketAddress
-        var established: Bool
-        var error: Int32
     }
 
     public mutating func recordDecodeError(_ error: DecodeError) {
@@ -322,8 +305,7 @@ struct SeriesKeyWords: Equatable, Sendable {
             }
             return utf8.count
         }
-        let fits = n >= 0
-        guard fits else { return nil }
+        guard n >= 0 else { return nil }
         (comm0, comm1) = words
         (address0, address1) = address.words
         rest = UInt64(address.port) | UInt64(address.family.rawValue) << 16 | UInt64(n) << 24
