@@ -153,8 +153,28 @@ def stop_process(proc, timeout=5):
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            return proc.wait()
+            try:
+                return proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Not even SIGKILL finished it: it is stuck in the kernel. Say where, never hang.
+                raise RuntimeError(f"pid {proc.pid} ({proc.args[:2]}) survived SIGKILL for 30 s: "
+                                   f"{_kernel_state(proc.pid)}") from None
     return proc.returncode
+
+
+def _kernel_state(pid):
+    """State, wait channel and kernel stack of a process, as far as /proc shows them."""
+    out = []
+    for name in ("status", "wchan", "stack"):
+        try:
+            with open(f"/proc/{pid}/{name}") as f:
+                text = f.read()
+        except OSError as e:
+            text = f"<{e}>"
+        if name == "status":
+            text = " ".join(line for line in text.splitlines() if line.startswith("State:"))
+        out.append(f"{name}: {text.strip()}")
+    return "; ".join(out)
 
 
 class Agent:
