@@ -42,21 +42,15 @@ struct SocketTable: Sendable {
     mutating func update(_ cookie: UInt64, keep: (UInt64) -> Bool,
                          _ body: (inout SocketState) -> Void) -> Int {
         precondition(cookie != 0, "cookie 0 marks an empty slot")
-        var probe = recent.find(cookie)
+        let probe = recent.find(cookie)
         if let i = probe.found {
             body(&recent.entries[i].state)
             return 0
         }
         var state = SocketState()
         if let i = older.find(cookie).found { state = older.entries[i].state; older.remove(at: i) }
-        var forgotten = 0
-        if recent.count >= limit / 2 {
-            forgotten = rotate(keep: keep)
-            probe = recent.find(cookie)
-        }
         body(&state)
-        recent.insert(cookie, state, at: probe.slot)
-        return forgotten
+        return insertRecent(cookie, state, at: probe.slot, keep: keep)
     }
 
     /// Sees `cookie` with a state that replaces whatever was remembered (a new
@@ -66,17 +60,25 @@ struct SocketTable: Sendable {
     @discardableResult
     mutating func replace(_ cookie: UInt64, with state: SocketState, keep: (UInt64) -> Bool) -> Int {
         precondition(cookie != 0, "cookie 0 marks an empty slot")
-        var probe = recent.find(cookie)
+        let probe = recent.find(cookie)
         if let i = probe.found {
             recent.entries[i].state = state
             return 0
         }
+        return insertRecent(cookie, state, at: probe.slot, keep: keep)
+    }
+
+    /// Adds a cookie not in `recent` at `slot` (from `find`), rotating first if
+    /// `recent` holds half the limit; returns how many the rotation forgot.
+    private mutating func insertRecent(_ cookie: UInt64, _ state: SocketState, at slot: Int,
+                                       keep: (UInt64) -> Bool) -> Int {
+        var slot = slot
         var forgotten = 0
         if recent.count >= limit / 2 {
             forgotten = rotate(keep: keep)
-            probe = recent.find(cookie)
+            slot = recent.find(cookie).slot
         }
-        recent.insert(cookie, state, at: probe.slot)
+        recent.insert(cookie, state, at: slot)
         return forgotten
     }
 
