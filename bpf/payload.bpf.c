@@ -7,7 +7,12 @@
  * is not HTTP costs one 4-byte check.
  *   fentry:     fentry (sends) and fentry+fexit (receives) on __x64_sys_*
  *   kprobe:     ksyscall / kretsyscall on the same syscalls
- *   tracepoint: tp_btf raw_syscalls sys_enter / sys_exit (two links for all eight)
+ *   tracepoint: tp_btf sock/sock_send_length and sock/sock_recv_length, which
+ *               fire only for socket I/O, after it is done; the syscall's
+ *               arguments come from the task's saved registers. Kernels
+ *               older than 6.3 lack them: tp_btf raw_syscalls sys_enter /
+ *               sys_exit instead (two links for all eight, but they run on
+ *               every syscall of every task).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -216,7 +221,80 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 	bpf_map_delete_elem(&tn_recvs, &tid);
 }
 
-/* ---- tracepoint: every syscall passes here; all but eight leave at the switch ---- */
+/* ---- tracepoint on the socket layer: runs only for socket sends and receives ---- */
+
+/*
+ * The user buffer of a send (or receive) syscall `nr` with arguments a1, a2,
+ * and how many bytes of it are contiguous; 0 when `nr` is not one of the
+ * eight or goes the other way.
+ */
+static __always_inline __u64 syscall_buffer(long nr, __u64 a1, __u64 a2, bool send, __u64 *len)
+{
+	*len = a2;
+	switch (nr) {
+	case NR_WRITE:
+	case NR_SENDTO:
+		return send ? a1 : 0;
+	case NR_WRITEV:
+		return send ? first_iov(a1, len) : 0;
+	case NR_SENDMSG:
+		return send ? first_iov(msghdr_iov(a1), len) : 0;
+	case NR_READ:
+	case NR_RECVFROM:
+		return send ? 0 : a1;
+	case NR_READV:
+		return send ? 0 : first_iov(a1, len);
+	case NR_RECVMSG:
+		return send ? 0 : first_iov(msghdr_iov(a1), len);
+	}
+	return 0;
+}
+
+#define TN_MSG_PEEK 2
+
+/*
+ * A completed send or receive of `ret` bytes on `sk`. The bytes are in the
+ * buffer the syscall named (sends: still; receives: just copied there).
+ * Socket I/O the kernel does on its own behalf (a network filesystem inside
+ * some write(), io_uring workers) has no matching syscall or fd, and is
+ * skipped; a peek is seen again by the read that takes the bytes.
+ */
+static __always_inline void sock_io(struct sock *sk, int ret, int flags, bool send)
+{
+	struct pt_regs *regs;
+	struct sock *owned;
+	__u64 buf, len;
+
+	if (ret <= 0 || (flags & TN_MSG_PEEK) || sk->sk_protocol != IPPROTO_TCP || self())
+		return;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, send, &len);
+	if (!looks_like_http(buf))
+		return;
+	/* the fd's socket, as a plain address: emit() keys and masks it */
+	owned = tcp_sock_of((int)regs->di);
+	if (owned != sk)
+		return;
+	barrier_var(owned);
+	emit(owned, buf, (__u64)ret < len ? (__u64)ret : len, send ? TN_DIR_SEND : TN_DIR_RECV,
+	     TN_MODE_TRACEPOINT);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tn_tp_payload_send, struct sock *sk, int ret, int flags)
+{
+	sock_io(sk, ret, flags, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tn_tp_payload_recv, struct sock *sk, int ret, int flags)
+{
+	sock_io(sk, ret, flags, false);
+	return 0;
+}
+
+/* ---- tracepoint on older kernels: every syscall passes here; all but eight leave at the switch ---- */
 
 static __always_inline bool payload_syscall(long nr)
 {

@@ -81,7 +81,7 @@ public final class Agent: @unchecked Sendable {
         let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
         for entry in plan.entries {
             if let mode = entry.mode {
-                Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode)))")
+                Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode, programs: entry.programs)))")
             } else {
                 let reasons = entry.attempts.map { "\($0.mode.rawValue): \($0.failure ?? "ok")" }.joined(separator: "; ")
                 Log.warning("hook \(entry.hook.name): not attached, no allowed mode works here — \(reasons)")

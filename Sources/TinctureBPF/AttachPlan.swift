@@ -7,8 +7,11 @@ public struct AttachPlan: Sendable {
         public var hook: HookSpec
         /// nil: no allowed mode worked.
         public var mode: AttachMode?
-        /// Every mode tried, in order, with nil for success or the reason it failed.
-        public var attempts: [(mode: AttachMode, failure: String?)]
+        /// The programs the chosen mode loads (its preferred set or its fallback).
+        public var programs: [String] = []
+        /// Every mode tried, in order, with nil for success or the reason it failed, and
+        /// the programs that worked (else the preferred ones).
+        public var attempts: [(mode: AttachMode, failure: String?, programs: [String])]
     }
 
     public var entries: [Entry]
@@ -39,17 +42,33 @@ public enum AttachPlanner {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
             for mode in candidates(requested, hook) {
                 if entry.mode != nil && !exhaustive { break }
-                let failure = trial(hook, mode, facts, config)
-                entry.attempts.append((mode, failure))
-                if failure == nil && entry.mode == nil { entry.mode = mode }
+                let (failure, programs) = trial(hook, mode, facts, config)
+                entry.attempts.append((mode, failure, programs))
+                if failure == nil && entry.mode == nil {
+                    entry.mode = mode
+                    entry.programs = programs
+                }
             }
             entries.append(entry)
         }
         return AttachPlan(entries: entries)
     }
 
-    /// nil on success, else one line saying why this mode cannot be used here.
-    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts, _ config: ProbeConfig) -> String? {
+    /// Tries a mode's program sets in order. nil and the set that worked on success,
+    /// else why the preferred set cannot be used here (and why its fallback cannot).
+    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts,
+                      _ config: ProbeConfig) -> (failure: String?, programs: [String]) {
+        var failures: [String] = []
+        for programs in hook.variants(for: mode) {
+            guard let failure = trial(hook, mode, programs, facts, config) else { return (nil, programs) }
+            failures.append(failure)
+        }
+        let text = failures.count > 1 ? failures[0] + "; fallback: " + failures[1...].joined(separator: "; ") : failures.first
+        return (text ?? "no programs for this mode", hook.programs(for: mode))
+    }
+
+    static func trial(_ hook: HookSpec, _ mode: AttachMode, _ programs: [String], _ facts: KernelFacts,
+                      _ config: ProbeConfig) -> String? {
         do {
             if hook.needsTracefs.contains(mode) {
                 try Tracefs.ensureMounted()
@@ -59,7 +78,6 @@ public enum AttachPlanner {
             }
             let object = try BPFObject(config: config)
             defer { object.close() }
-            let programs = hook.programs(for: mode)
             try object.autoloadOnly(Set(programs))
             try object.load(what: "BPF object tincture for hook \(hook.name) (\(mode.rawValue))")
             for program in programs { try object.attach(program: program) }

@@ -6,12 +6,20 @@ public struct HookSpec: Sendable, Equatable {
     public let name: String
     public let summary: String
     public let programs: [AttachMode: [String]]
+    /// Per mode, programs to try when the preferred ones cannot attach (older kernels
+    /// lack some attach points).
+    public var fallbacks: [AttachMode: [String]] = [:]
     /// Modes whose programs are classic tracepoints, which need tracefs mounted.
     public var needsTracefs: Set<AttachMode> = []
     /// The order `auto` tries modes in: cheapest per event first, unless a mode sees less.
     public var preference: [AttachMode] = AttachMode.allCases
 
     public func programs(for mode: AttachMode) -> [String] { programs[mode] ?? [] }
+
+    /// What a mode can load, in the order to try: the preferred programs, then any fallback.
+    public func variants(for mode: AttachMode) -> [[String]] {
+        [programs(for: mode)] + (fallbacks[mode].map { [$0] } ?? [])
+    }
 }
 
 public enum Hooks {
@@ -59,13 +67,20 @@ public enum Hooks {
         programs: [
             .fentry: (sendSyscalls + receiveSyscalls).map { "tn_fentry_\($0)" } + receiveSyscalls.map { "tn_fexit_\($0)" },
             .kprobe: (sendSyscalls + receiveSyscalls).map { "tn_kprobe_\($0)" } + receiveSyscalls.map { "tn_kretprobe_\($0)" },
-            .tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"],
-        ])
+            .tracepoint: ["tn_tp_payload_send", "tn_tp_payload_recv"],
+        ],
+        // Before Linux 6.3 the socket layer has no send/receive tracepoints.
+        fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"]])
 
     public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
 
-    /// The kernel attach points behind each mode, for `check` and the README.
-    public static func attachPoints(_ hook: HookSpec, _ mode: AttachMode) -> String {
+    /// The kernel attach points behind a mode's programs (its preferred ones unless
+    /// `programs` names another variant), for `check` and the log.
+    public static func attachPoints(_ hook: HookSpec, _ mode: AttachMode, programs: [String]? = nil) -> String {
+        if let programs, programs != hook.programs(for: mode) {
+            if hook.name == "http_payload" && mode == .tracepoint { return "tp_btf raw_syscalls/sys_enter, sys_exit" }
+            return programs.joined(separator: ", ")
+        }
         switch (hook.name, mode) {
         case ("tcp_connect", .fentry): return "fentry tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .kprobe): return "kprobe tcp_v4_connect, tcp_v6_connect, tcp_set_state"
@@ -80,7 +95,7 @@ public enum Hooks {
             return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives"
         case ("http_payload", .kprobe):
             return "ksyscall {\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, kretsyscall on the receives"
-        case ("http_payload", .tracepoint): return "tp_btf raw_syscalls/sys_enter, sys_exit"
+        case ("http_payload", .tracepoint): return "tp_btf sock/sock_send_length, sock/sock_recv_length"
         case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
         default: return hook.programs(for: mode).joined(separator: ", ")
         }

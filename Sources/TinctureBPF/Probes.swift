@@ -22,7 +22,7 @@ public final class LoadedProbes {
         config.retransmitHook = plan.mode(for: Hooks.tcpRetransmit) != nil
         Libbpf.captureLogs(verbose: false)
         object = try BPFObject(config: config)
-        let programs = plan.attachedHooks.flatMap { $0.hook.programs(for: $0.mode!) }
+        let programs = plan.attachedHooks.flatMap(\.programs)
         try object.autoloadOnly(Set(programs))
         try object.load(what: "BPF object tincture")
         for program in programs { try object.attach(program: program) }

@@ -44,7 +44,7 @@ struct CheckCommand: ParsableCommand {
             for attempt in entry.attempts {
                 let mark = attempt.mode == entry.mode ? "*" : " "
                 let outcome = attempt.failure.map { "fails: \($0)" } ?? "works"
-                print("    \(mark) \(attempt.mode.rawValue.padding(10)) \(Hooks.attachPoints(entry.hook, attempt.mode))")
+                print("    \(mark) \(attempt.mode.rawValue.padding(10)) \(Hooks.attachPoints(entry.hook, attempt.mode, programs: attempt.programs))")
                 print("      \(outcome)")
             }
         }

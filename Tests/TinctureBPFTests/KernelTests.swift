@@ -1,6 +1,6 @@
 import Glibc
 import Synchronization
-import TinctureBPF
+@testable import TinctureBPF
 import TinctureCore
 import XCTest
 
@@ -86,6 +86,145 @@ final class KernelTests: XCTestCase {
         XCTAssertLessThan(event.durationNs, 1_000_000_000)
         let counters = probes.kernelCounters()
         XCTAssertEqual(counters.lost[.connect], 0)
+    }
+
+    /// Both program sets the payload hook's tracepoint mode can load (the socket
+    /// tracepoints, and the syscall tracepoints older kernels fall back to) capture
+    /// HTTP heads through every kind of send and receive call, and nothing else.
+    func testPayloadCaptureInEveryTracepointVariant() throws {
+        let hook = Hooks.httpPayload
+        for programs in hook.variants(for: .tracepoint) {
+            try checkPayloadCapture(hook: hook, programs: programs)
+        }
+    }
+
+    private func checkPayloadCapture(hook: HookSpec, programs: [String]) throws {
+        var config = ProbeConfig()
+        config.selfTgid = 0  // this test process is the traffic
+        let plan = AttachPlan(entries: [.init(hook: hook, mode: .tracepoint, programs: programs, attempts: [])])
+        let probes: LoadedProbes
+        do {
+            probes = try LoadedProbes(plan: plan, config: config)
+        } catch {
+            // The preferred set needs Linux 6.3's socket tracepoints; the fallback must load everywhere.
+            if programs == hook.programs(for: .tracepoint) && !kernelHasSocketTracepoints() {
+                print("payload variant \(programs) does not load here: \(error)")
+                return
+            }
+            throw error
+        }
+        defer { probes.detach() }
+        let received = Mutex<[PayloadSample]>([])
+        let reader = try probes.makeReader { bytes in
+            if case .success(.payload(let p)) = EventDecoder.decode(bytes) {
+                received.withLock { $0.append(p) }
+            }
+        }
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? reader.run()
+            done.signal()
+        }
+        defer {
+            reader.stop()
+            XCTAssertEqual(done.wait(timeout: .now() + 2), .success)
+        }
+
+        let (listener, port) = try Self.loopbackListener()
+        defer { close(listener) }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        let server = accept(listener, nil, nil)
+        XCTAssertGreaterThanOrEqual(server, 0)
+        defer { close(server) }
+
+        let heads = ["GET /one HTTP/1.1\r\nX-Request-ID: w-1\r\n\r\n",
+                     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                     "POST /two HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                     "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        func receive(_ fd: Int32, _ how: Int) -> Int {
+            buffer.withUnsafeMutableBytes { raw -> Int in
+                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                switch how {
+                case 0: return read(fd, raw.baseAddress, raw.count)
+                case 1: return withUnsafeMutablePointer(to: &iov) { Int(readv(fd, $0, 1)) }
+                case 2: return recv(fd, raw.baseAddress, raw.count, 0)
+                default:
+                    return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
+                        var msg = msghdr()
+                        msg.msg_iov = iovp
+                        msg.msg_iovlen = 1
+                        return recvmsg(fd, &msg, 0)
+                    }
+                }
+            }
+        }
+        func send(_ fd: Int32, _ text: String, _ how: Int) -> Int {
+            var bytes = Array(text.utf8)
+            return bytes.withUnsafeMutableBytes { raw -> Int in
+                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                switch how {
+                case 0: return write(fd, raw.baseAddress, raw.count)
+                case 1: return withUnsafeMutablePointer(to: &iov) { Int(writev(fd, $0, 1)) }
+                case 2: return Glibc.send(fd, raw.baseAddress, raw.count, 0)
+                default:
+                    return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
+                        var msg = msghdr()
+                        msg.msg_iov = iovp
+                        msg.msg_iovlen = 1
+                        return sendmsg(fd, &msg, 0)
+                    }
+                }
+            }
+        }
+        // Not HTTP: one cheap check, no event.
+        let junk = "\u{16}\u{03}\u{01} not http"
+        XCTAssertEqual(send(client, junk, 0), junk.utf8.count)
+        XCTAssertEqual(receive(server, 0), junk.utf8.count)
+        // Each call kind once on each side: request client → server, response back.
+        for how in 0..<4 {
+            let request = heads[(how % 2) * 2], response = heads[(how % 2) * 2 + 1]
+            XCTAssertEqual(send(client, request, how), request.utf8.count)
+            XCTAssertEqual(receive(server, (how + 1) % 4), request.utf8.count)
+            XCTAssertEqual(send(server, response, (how + 2) % 4), response.utf8.count)
+            XCTAssertEqual(receive(client, (how + 3) % 4), response.utf8.count)
+        }
+
+        let me = UInt32(getpid())
+        let deadline = Date().addingTimeInterval(5)
+        var mine: [PayloadSample] = []
+        while Date() < deadline {
+            mine = received.withLock { $0.filter { $0.pid == me } }
+            if mine.count >= 16 { break }
+            usleep(20_000)
+        }
+        usleep(100_000)
+        mine = received.withLock { $0.filter { $0.pid == me && ($0.local.port == port || $0.remote.port == port) } }
+        let label = programs.joined(separator: "+")
+        XCTAssertEqual(mine.count, 16, "\(label): four exchanges, four captures each")
+        for (i, sample) in mine.enumerated() where mine.count == 16 {
+            let exchange = i / 4, step = i % 4
+            let text = heads[(exchange % 2) * 2 + (step < 2 ? 0 : 1)]
+            XCTAssertEqual(String(decoding: sample.bytes, as: UTF8.self), text, "\(label) capture \(i)")
+            XCTAssertEqual(sample.direction, step % 2 == 0 ? .send : .receive, "\(label) capture \(i)")
+            // client steps 0 and 3, server steps 1 and 2: the server socket's local port is the listener's
+            XCTAssertEqual(step == 1 || step == 2 ? sample.local.port : sample.remote.port, port, "\(label) capture \(i)")
+        }
+        XCTAssertEqual(probes.kernelCounters().lost[.payload], 0)
+    }
+
+    private func kernelHasSocketTracepoints() -> Bool {
+        access("/sys/kernel/btf/vmlinux", R_OK) == 0 && (try? String(contentsOfFile: "/proc/kallsyms", encoding: .utf8))?
+            .contains("__traceiter_sock_recv_length") == true
     }
 
     static func loopbackListener() throws -> (Int32, UInt16) {
