@@ -36,7 +36,7 @@ DEB_PKGS     := libbpf-dev:/usr/include/bpf/libbpf.h libelf-dev:/usr/include/lib
 
 RELEASE_FLAGS := -c release --static-swift-stdlib
 # The peers `make bench` runs Tincture against.
-BENCH_PKGS   := bpftrace:/usr/bin/bpftrace libbpf-tools:/usr/sbin/tcpstates
+BENCH_PKGS   := bpftrace:/usr/bin/bpftrace libbpf-tools:/usr/sbin/tcpstates gcc:/usr/bin/gcc
 BENCH_ARGS   ?=
 
 .PHONY: all build bpf deps run test test-unit test-integration test-vm bench install uninstall clean
@@ -105,13 +105,9 @@ test-vm: build
 ## bench: overhead next to bpftrace and libbpf-tools, consumer throughput, footprint
 ##        (not part of test; about 15 minutes from a fresh clone, 10 of them the footprint soak;
 ##        BENCH_ARGS="--soak 60" shortens it)
+# The peers come in the same apt transaction as the build's own packages.
+bench: DEB_PKGS += $(BENCH_PKGS)
 bench: build
-	$(Q)missing=""; for p in $(BENCH_PKGS); do [ -e "$${p#*:}" ] || missing="$$missing $${p%%:*}"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "  DEPS   installing:$$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
-	fi
 	Tests/bench/bench.py --json .build/bench/results.json $(BENCH_ARGS)
 
 ## install: agent to $(PREFIX)/bin, unit to $(UNITDIR)

@@ -24,8 +24,11 @@ public struct HTTPRequestHead: Equatable, Sendable {
 
     /// The first value of a header, by case-insensitive name.
     public func header(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.first { $0.name == lower }?.value
+        header(lowercased: name.lowercased())
+    }
+
+    func header(lowercased name: String) -> String? {
+        headers.first { $0.name == name }?.value
     }
 
     public static func == (a: HTTPRequestHead, b: HTTPRequestHead) -> Bool {
@@ -212,7 +215,7 @@ public struct RequestIDExtractor: Sendable, Equatable {
     /// nil when none of the headers carries a usable value.
     public func requestID(of head: HTTPRequestHead) -> String? {
         for name in headers {
-            guard let value = head.header(name) else { continue }
+            guard let value = head.header(lowercased: name) else { continue }
             if name == "traceparent" {
                 if let trace = Self.traceID(fromTraceparent: value) { return trace }
                 continue
