@@ -81,7 +81,8 @@ public final class Agent: @unchecked Sendable {
         let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
         for entry in plan.entries {
             if let mode = entry.mode {
-                Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode, programs: entry.programs)))")
+                let note = entry.attempts.first { $0.mode == mode }?.note.map { "; \($0)" } ?? ""
+                Log.info("hook \(entry.hook.name): attached via \(mode.rawValue) (\(Hooks.attachPoints(entry.hook, mode, programs: entry.programs))\(note))")
             } else {
                 let reasons = entry.attempts.map { "\($0.mode.rawValue): \($0.failure ?? "ok")" }.joined(separator: "; ")
                 Log.warning("hook \(entry.hook.name): not attached, no allowed mode works here — \(reasons)")

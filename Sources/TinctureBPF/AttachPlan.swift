@@ -9,9 +9,10 @@ public struct AttachPlan: Sendable {
         public var mode: AttachMode?
         /// The programs the chosen mode loads (its preferred set or its fallback).
         public var programs: [String] = []
-        /// Every mode tried, in order, with nil for success or the reason it failed, and
-        /// the programs that worked (else the preferred ones).
-        public var attempts: [(mode: AttachMode, failure: String?, programs: [String])]
+        /// Every mode tried, in order, with nil for success or the reason it failed, the
+        /// programs that worked (else the preferred ones), and, when a fallback worked,
+        /// why the preferred programs did not.
+        public var attempts: [(mode: AttachMode, failure: String?, programs: [String], note: String?)]
     }
 
     public var entries: [Entry]
@@ -42,8 +43,8 @@ public enum AttachPlanner {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
             for mode in candidates(requested, hook) {
                 if entry.mode != nil && !exhaustive { break }
-                let (failure, programs) = trial(hook, mode, facts, config)
-                entry.attempts.append((mode, failure, programs))
+                let (failure, programs, note) = trial(hook, mode, facts, config)
+                entry.attempts.append((mode, failure, programs, note))
                 if failure == nil && entry.mode == nil {
                     entry.mode = mode
                     entry.programs = programs
@@ -57,14 +58,16 @@ public enum AttachPlanner {
     /// Tries a mode's program sets in order. nil and the set that worked on success,
     /// else why the preferred set cannot be used here (and why its fallback cannot).
     static func trial(_ hook: HookSpec, _ mode: AttachMode, _ facts: KernelFacts,
-                      _ config: ProbeConfig) -> (failure: String?, programs: [String]) {
+                      _ config: ProbeConfig) -> (failure: String?, programs: [String], note: String?) {
         var failures: [String] = []
         for programs in hook.variants(for: mode) {
-            guard let failure = trial(hook, mode, programs, facts, config) else { return (nil, programs) }
+            guard let failure = trial(hook, mode, programs, facts, config) else {
+                return (nil, programs, failures.first.map { "fallback; the preferred programs: \($0)" })
+            }
             failures.append(failure)
         }
         let text = failures.count > 1 ? failures[0] + "; fallback: " + failures[1...].joined(separator: "; ") : failures.first
-        return (text ?? "no programs for this mode", hook.programs(for: mode))
+        return (text ?? "no programs for this mode", hook.programs(for: mode), nil)
     }
 
     static func trial(_ hook: HookSpec, _ mode: AttachMode, _ programs: [String], _ facts: KernelFacts,

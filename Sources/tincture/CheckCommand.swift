@@ -43,7 +43,7 @@ struct CheckCommand: ParsableCommand {
             print("  \(entry.hook.name): \(chosen)   — \(entry.hook.summary)")
             for attempt in entry.attempts {
                 let mark = attempt.mode == entry.mode ? "*" : " "
-                let outcome = attempt.failure.map { "fails: \($0)" } ?? "works"
+                let outcome = attempt.failure.map { "fails: \($0)" } ?? (attempt.note.map { "works (\($0))" } ?? "works")
                 print("    \(mark) \(attempt.mode.rawValue.padding(10)) \(Hooks.attachPoints(entry.hook, attempt.mode, programs: attempt.programs))")
                 print("      \(outcome)")
             }

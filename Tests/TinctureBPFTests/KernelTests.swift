@@ -98,6 +98,29 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A mode whose preferred programs cannot load falls back to its other set and
+    /// says why; when neither loads, both reasons are reported.
+    func testFallbackProgramsAreChosenAndExplained() {
+        let facts = KernelFacts.probe()
+        let real = Hooks.httpPayload.variants(for: .tracepoint).last!
+        let missing = ["tn_no_such_program"]
+        let hook = HookSpec(name: "http_payload", summary: "test", programs: [.tracepoint: missing],
+                            fallbacks: [.tracepoint: real])
+        let plan = AttachPlanner.plan(requested: .tracepoint, facts: facts, hooks: [hook])
+        XCTAssertEqual(plan.entries.first?.mode, .tracepoint)
+        XCTAssertEqual(plan.entries.first?.programs, real)
+        let note = plan.entries.first?.attempts.first?.note ?? ""
+        XCTAssertTrue(note.contains("tn_no_such_program"), note)
+
+        let broken = HookSpec(name: "http_payload", summary: "test", programs: [.tracepoint: missing],
+                              fallbacks: [.tracepoint: ["tn_nor_this_one"]])
+        let failed = AttachPlanner.plan(requested: .tracepoint, facts: facts, hooks: [broken])
+        XCTAssertNil(failed.entries.first?.mode)
+        let failure = failed.entries.first?.attempts.first?.failure ?? ""
+        XCTAssertTrue(failure.contains("tn_no_such_program") && failure.contains("fallback: ")
+                      && failure.contains("tn_nor_this_one"), failure)
+    }
+
     private func checkPayloadCapture(hook: HookSpec, programs: [String]) throws {
         var config = ProbeConfig()
         config.selfTgid = 0  // this test process is the traffic
