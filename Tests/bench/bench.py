@@ -38,6 +38,24 @@ def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+# The tools Tincture is compared with: Debian package -> file that proves it is installed.
+PEERS = {"bpftrace": "/usr/bin/bpftrace", "libbpf-tools": TCPSTATES}
+
+
+def install_peers():
+    """apt-get installs the missing peers; returns an error message or None."""
+    missing = [pkg for pkg, path in PEERS.items() if not os.path.exists(path)]
+    if not missing:
+        return None
+    log(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+        if r.returncode != 0:
+            return f"`{' '.join(cmd)}` failed ({r.returncode}): {r.stderr.strip()[-1000:]}"
+    return None
+
+
 def build_tools():
     os.makedirs(OUT, exist_ok=True)
     for tool in ("connstorm", "reqstorm", "pollstorm"):
@@ -329,7 +347,7 @@ def footprint(ns, args, during_soak=None):
         tail = Tail(a)
         before = metric_sum(a.metrics(), "tincture_events_total")
         cpu0 = a.cpu_seconds()
-        ns.run(os.path.join(OUT, "connstorm"), "-d", "10")
+        ns.run(os.path.join(OUT, "connstorm"), "-d", "5")
         time.sleep(0.5)
         events = metric_sum(a.metrics(), "tincture_events_total") - before
         out["tail_events"] = events
@@ -351,7 +369,7 @@ def scrape_at(ns, label_sets):
         out = {"label_sets": len(re.findall(r"^tincture_tcp_connect_duration_seconds_count\{", text, re.M)),
                "series": sum(1 for line in text.splitlines() if line and not line.startswith("#"))}
         times, renders = [], []
-        for _ in range(21):
+        for _ in range(21 if label_sets < 1000 else 7):
             t = time.perf_counter()
             a.get("/metrics")
             times.append((time.perf_counter() - t) * 1000)
@@ -464,24 +482,47 @@ def main():
         sys.exit("bench: run as root (the agent and the peer tools load BPF programs)")
     if args.reps < 1 or args.seconds <= 0 or args.soak <= 0:
         sys.exit("bench: --reps, --seconds and --soak must be positive")
-    for path in (AGENT, TCPSTATES):
-        if not os.path.exists(path):
-            sys.exit(f"bench: {path} is missing; run `make bench`, which builds and installs what it needs")
+    if not os.path.exists(AGENT):
+        sys.exit(f"bench: {AGENT} is missing; run `make bench`, which builds and installs what it needs")
     build_tools()
     only = set(args.only or ["connect", "request", "poll", "consumer", "footprint"])
     res = {"machine": machine()}
     started = time.monotonic()
+    peer_error = []
+
+    def get_peers():
+        error = install_peers()
+        if error:
+            peer_error.append(error)
+
     def build_consumer():
         r = subprocess.run([os.path.join(HERE, "consumer", "run.sh"), "--build-only"],
                            capture_output=True, text=True, timeout=1800, cwd=ROOT)
         if r.returncode != 0:
             log(f"consumer build failed (the consumer section will retry): {r.stderr[-2000:]}")
 
-    # The footprint soak goes first: the consumer benchmark's build runs during it.
+    def beside_soak():
+        # Neither is a measurement; the soak measures memory, which they do not change.
+        if "connect" in only:
+            get_peers()
+        if "consumer" in only:
+            build_consumer()
+
+    if "connect" in only and "footprint" not in only:
+        get_peers()
+
+    def connect_section(ns):
+        if peer_error or any(not os.path.exists(path) for path in PEERS.values()):
+            sys.exit("bench: the peer tools are missing and could not be installed: "
+                     + (peer_error[0] if peer_error else "apt-get reported success but they are absent"))
+        return connect_storm(ns, args)
+
+    # The footprint soak goes first: the peers' installation and the consumer
+    # benchmark's build run during it.
     sections = [
         ("footprint", f"footprint ({args.soak:.0f} s soak)",
-         lambda ns: footprint(ns, args, build_consumer if "consumer" in only else None)),
-        ("connect", "connect storm", lambda ns: connect_storm(ns, args)),
+         lambda ns: footprint(ns, args, beside_soak if {"connect", "consumer"} & only else None)),
+        ("connect", "connect storm", connect_section),
         ("request", "request storm", lambda ns: request_storm(ns, args)),
         ("poll", "poll-wait storm", lambda ns: poll_storm(ns, args, "short")),
         ("poll_zero", "poll worst case (zero timeout)", lambda ns: poll_storm(ns, args, "zero")),
