@@ -155,11 +155,24 @@ public final class Agent: @unchecked Sendable {
         }
     }
 
+    /// Command names the reader decoded lately. The reader thread's alone; held through
+    /// a pointer so that a record costs no dynamic exclusivity check.
+    private let comms: UnsafeMutablePointer<CommCache> = {
+        let p = UnsafeMutablePointer<CommCache>.allocate(capacity: 1)
+        p.initialize(to: CommCache())
+        return p
+    }()
+
+    deinit {
+        comms.deinitialize(count: 1)
+        comms.deallocate()
+    }
+
     /// Ring-buffer callback, on the reader thread.
     private func consume(_ bytes: UnsafeRawBufferPointer) {
         let event: Event
         do {
-            event = try EventDecoder.event(bytes)
+            event = try EventDecoder.event(bytes, comms: &comms.pointee)
         } catch {
             state.withLock { $0.aggregates.recordDecodeError(error) }
             return

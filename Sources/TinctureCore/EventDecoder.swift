@@ -108,16 +108,22 @@ public enum DecodeError: Error, Equatable, Sendable {
 /// Decodes ring-buffer records (native byte order, as the kernel wrote them).
 public enum EventDecoder {
     /// One record, decoded in place: the agent's per-event path (no `Result` to copy through).
-    public static func event(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> Event {
+    /// `comms`: the reader's cache of command names (see `CommCache`).
+    public static func event(_ bytes: UnsafeRawBufferPointer, comms: inout CommCache) throws(DecodeError) -> Event {
         guard bytes.count >= 4 else { throw .truncated(kind: 0, size: bytes.count) }
         let rawKind = bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
         guard let kind = EventKind(rawValue: rawKind) else { throw .unknownKind(rawKind) }
         switch kind {
-        case .connect: return .connect(try decodeConnect(bytes))
-        case .retransmit: return .retransmit(try decodeRetransmit(bytes))
-        case .poll: return .poll(try decodePoll(bytes))
-        case .payload: return .payload(try decodePayload(bytes))
+        case .connect: return .connect(try decodeConnect(bytes, &comms))
+        case .retransmit: return .retransmit(try decodeRetransmit(bytes, &comms))
+        case .poll: return .poll(try decodePoll(bytes, &comms))
+        case .payload: return .payload(try decodePayload(bytes, &comms))
         }
+    }
+
+    public static func event(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> Event {
+        var none = CommCache.none
+        return try event(bytes, comms: &none)
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Event, DecodeError> {
@@ -129,7 +135,7 @@ public enum EventDecoder {
         bytes.withUnsafeBytes { decode($0) }
     }
 
-    static func decodeConnect(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> ConnectEvent {
+    static func decodeConnect(_ b: UnsafeRawBufferPointer, _ comms: inout CommCache) throws(DecodeError) -> ConnectEvent {
         typealias L = ConnectEventLayout
         guard b.count >= L.size else {
             throw .truncated(kind: EventKind.connect.rawValue, size: b.count)
@@ -149,11 +155,11 @@ public enum EventDecoder {
             destination: destination,
             established: b[L.established] != 0,
             mode: AttachMode(abiValue: b[L.mode]),
-            comm: decodeComm(b, at: L.comm),
+            comm: comms.string(b, at: L.comm),
             countedInKernel: b.loadUnaligned(fromByteOffset: L.flags, as: UInt32.self) & L.flagUncounted == 0)
     }
 
-    static func decodeRetransmit(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> RetransmitEvent {
+    static func decodeRetransmit(_ b: UnsafeRawBufferPointer, _ comms: inout CommCache) throws(DecodeError) -> RetransmitEvent {
         typealias L = RetransmitEventLayout
         guard b.count >= L.size else {
             throw .truncated(kind: EventKind.retransmit.rawValue, size: b.count)
@@ -175,10 +181,10 @@ public enum EventDecoder {
             synack: flags & L.flagSynack != 0,
             ownerKnown: flags & L.flagOwnerKnown != 0,
             client: flags & L.flagClient != 0,
-            comm: decodeComm(b, at: L.comm))
+            comm: comms.string(b, at: L.comm))
     }
 
-    static func decodePoll(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> PollEvent {
+    static func decodePoll(_ b: UnsafeRawBufferPointer, _ comms: inout CommCache) throws(DecodeError) -> PollEvent {
         typealias L = PollEventLayout
         guard b.count >= L.size else {
             throw .truncated(kind: EventKind.poll.rawValue, size: b.count)
@@ -196,10 +202,10 @@ public enum EventDecoder {
             ready: b.loadUnaligned(fromByteOffset: L.ready, as: Int32.self),
             fd: b.loadUnaligned(fromByteOffset: L.fd, as: Int32.self),
             mode: AttachMode(abiValue: b[L.mode]),
-            comm: decodeComm(b, at: L.comm))
+            comm: comms.string(b, at: L.comm))
     }
 
-    static func decodePayload(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> PayloadSample {
+    static func decodePayload(_ b: UnsafeRawBufferPointer, _ comms: inout CommCache) throws(DecodeError) -> PayloadSample {
         typealias L = PayloadEventLayout
         guard b.count >= L.headerSize else {
             throw .truncated(kind: EventKind.payload.rawValue, size: b.count)
@@ -214,7 +220,7 @@ public enum EventDecoder {
             cookie: b.loadUnaligned(fromByteOffset: L.cookie, as: UInt64.self),
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
-            comm: decodeComm(b, at: L.comm),
+            comm: comms.string(b, at: L.comm),
             direction: b[L.direction] == 1 ? .send : .receive,
             timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
             local: addresses.0, remote: addresses.1,
@@ -243,5 +249,38 @@ public enum EventDecoder {
         // A contiguous typed buffer takes String's fast path (ASCII check, inline small string).
         let start = b.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self)
         return String(decoding: UnsafeBufferPointer(start: start, count: n), as: UTF8.self)
+    }
+}
+
+/// Command names the reader met recently, by their raw 16 bytes. A host runs a
+/// few busy commands, and building a String from bytes (UTF-8 check, packing)
+/// costs more than finding the one built last time: one hash of two words and a
+/// compare. Direct-mapped; a slot holds exactly the bytes its string came from.
+public struct CommCache: Sendable {
+    private var words: [(UInt64, UInt64)]
+    private var strings: [String]
+
+    /// `slots`: a power of two; 0 keeps nothing (every name decoded afresh).
+    public init(slots: Int = 64) {
+        precondition(slots == 0 || slots & (slots - 1) == 0, "CommCache slots must be a power of two")
+        // All-zero bytes are the empty name, so fresh slots are already right.
+        words = Array(repeating: (0, 0), count: slots)
+        strings = Array(repeating: "", count: slots)
+    }
+
+    public static let none = CommCache(slots: 0)
+
+    /// The 16-byte comm at `offset` (the caller checked the record holds it).
+    mutating func string(_ b: UnsafeRawBufferPointer, at offset: Int) -> String {
+        guard !strings.isEmpty else { return EventDecoder.decodeComm(b, at: offset) }
+        let w0 = b.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        let w1 = b.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+        let h = (w0 ^ (w1 &* 0x9E37_79B9_7F4A_7C15)) &* 0xC2B2_AE3D_27D4_EB4F
+        let slot = Int(truncatingIfNeeded: h >> 40) & (strings.count - 1)
+        if words[slot] == (w0, w1) { return strings[slot] }
+        let name = EventDecoder.decodeComm(b, at: offset)
+        words[slot] = (w0, w1)
+        strings[slot] = name
+        return name
     }
 }

@@ -320,22 +320,38 @@ struct SeriesKeyWords: Equatable, Sendable {
     }
 }
 
-/// A direct-mapped table from raw label fields to a series: a hit costs a hash of
-/// six words and a compare, no strings; a miss (or a collision) asks the family.
+/// A two-way set-associative table from raw label fields to a series: a hit costs a
+/// hash of six words and one or two compares, no strings; a miss asks the family.
+/// Two ways, so that two busy keys whose hashes meet do not evict each other on
+/// every event (with one way, a few dozen series already collide somewhere).
 struct SeriesCache: Sendable {
-    static let slots = 256
-    private var keys = [SeriesKeyWords?](repeating: nil, count: slots)
-    private var series = [(index: Int, folded: Bool)](repeating: (0, false), count: slots)
+    static let sets = 256
+    private var keys = [SeriesKeyWords?](repeating: nil, count: sets * 2)
+    private var series = [(index: Int, folded: Bool)](repeating: (0, false), count: sets * 2)
 
     subscript(key: SeriesKeyWords) -> (index: Int, folded: Bool)? {
         get {
-            let slot = key.slot(Self.slots)
-            return keys[slot] == key ? series[slot] : nil
+            let way0 = key.slot(Self.sets) &* 2
+            if keys[way0] == key { return series[way0] }
+            if keys[way0 + 1] == key { return series[way0 + 1] }
+            return nil
         }
         set {
-            let slot = key.slot(Self.slots)
-            keys[slot] = newValue == nil ? nil : key
-            if let newValue { series[slot] = newValue }
+            let way0 = key.slot(Self.sets) &* 2
+            let at = keys[way0] == key ? way0 : keys[way0 + 1] == key ? way0 + 1 : nil
+            guard let newValue else {
+                if let at { keys[at] = nil }
+                return
+            }
+            if let at {
+                series[at] = newValue
+                return
+            }
+            // The newest key takes way 0; the one it displaces moves to way 1.
+            keys[way0 + 1] = keys[way0]
+            series[way0 + 1] = series[way0]
+            keys[way0] = key
+            series[way0] = newValue
         }
     }
 }

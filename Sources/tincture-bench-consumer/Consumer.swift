@@ -23,6 +23,8 @@ final class Consumer {
         var lastEndNs: UInt64 = 0
         var consumed: UInt64 = 0
         var decodeErrors: UInt64 = 0
+        /// The agent's reader keeps one too.
+        var comms = CommCache()
     }
 
     let stages: Stages
@@ -67,7 +69,7 @@ final class Consumer {
 
     private static func decode(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         do {
-            if case .connect(let c) = try EventDecoder.event(bytes), c.endNs > s.lastEndNs { s.lastEndNs = c.endNs }
+            if case .connect(let c) = try EventDecoder.event(bytes, comms: &s.comms), c.endNs > s.lastEndNs { s.lastEndNs = c.endNs }
             s.consumed += 1
         } catch {
             s.decodeErrors += 1
@@ -76,7 +78,7 @@ final class Consumer {
 
     private static func aggregate(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         do {
-            s.pipeline.aggregates.record(try EventDecoder.event(bytes))
+            s.pipeline.aggregates.record(try EventDecoder.event(bytes, comms: &s.comms))
             s.consumed += 1
         } catch {
             s.pipeline.aggregates.recordDecodeError(error)
@@ -87,7 +89,7 @@ final class Consumer {
     /// The agent's own per-event path (EventPipeline), minus its lock and the live stream.
     private static func consume(_ bytes: UnsafeRawBufferPointer, into s: inout State) {
         do {
-            let event = try EventDecoder.event(bytes)
+            let event = try EventDecoder.event(bytes, comms: &s.comms)
             _ = s.pipeline.apply(event) {
                 var now = timespec()
                 clock_gettime(CLOCK_REALTIME, &now)

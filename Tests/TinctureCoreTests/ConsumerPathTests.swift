@@ -87,6 +87,68 @@ final class SocketTableTests: XCTestCase {
 final class ConnectSeriesPathTests: XCTestCase {
     /// Uncounted connects land in the series their labels name, whichever path (direct-mapped
     /// table, dictionary, or label strings) found it; colliding slots and odd comms included.
+    func testCommCacheGivesWhatADirectDecodeGives() {
+        var rng = SystemRandomNumberGenerator()
+        let names: [[UInt8]] = (0..<40).map { i in
+            switch i % 5 {
+            case 0: return Array("curl".utf8)
+            case 1: return Array("python3-\(i)".utf8)
+            case 2: return (0..<16).map { _ in UInt8.random(in: 0x21...0x7e, using: &rng) }  // full, no NUL
+            case 3: return [0xff, 0xfe, 0x41, 0xc3]  // not UTF-8
+            default: return Array("w\(i)".utf8) + [0, 0x41, 0x42]  // bytes after the NUL
+            }
+        }
+        for slots in [0, 4, 64] {
+            var cache = CommCache(slots: slots)
+            for _ in 0..<2_000 {
+                var field = [UInt8](repeating: 0, count: 24)
+                let name = names.randomElement(using: &rng)!
+                field.replaceSubrange(4..<(4 + min(16, name.count)), with: name.prefix(16))
+                field.withUnsafeBytes { b in
+                    XCTAssertEqual(cache.string(b, at: 4), EventDecoder.decodeComm(b, at: 4), "\(name) with \(slots) slots")
+                }
+            }
+        }
+    }
+
+    func testSeriesCacheNeverAnswersForAnotherKeyAndKeepsTwoPerSet() {
+        func key(_ i: Int) -> SeriesKeyWords {
+            SeriesKeyWords(comm: "c\(i % 7)", address: SocketAddress(family: .inet, bytes: [10, 0, UInt8(i / 256 % 256), UInt8(i % 256)],
+                                                                    port: UInt16(1000 + i % 50)),
+                           extra: UInt64(i % 3))!
+        }
+        var cache = SeriesCache()
+        var truth: [Int: Int] = [:]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let i = Int.random(in: 0..<3000, using: &rng)
+            if let hit = cache[key(i)] {
+                XCTAssertEqual(hit.index, truth[i], "key \(i) answered with another key's series")
+            } else {
+                truth[i] = truth[i] ?? i * 10
+                cache[key(i)] = (truth[i]!, false)
+                XCTAssertEqual(cache[key(i)]?.index, truth[i])
+            }
+        }
+        // Two keys that share a set both stay: find such a pair, use them alternately.
+        var bySet: [Int: Int] = [:]
+        var pair: (Int, Int)?
+        for i in 0..<10_000 {
+            let set = key(i).slot(SeriesCache.sets)
+            if let other = bySet[set] { pair = (other, i); break }
+            bySet[set] = i
+        }
+        guard let (a, b) = pair else { return XCTFail("no two keys share a set") }
+        var fresh = SeriesCache()
+        fresh[key(a)] = (1, false)
+        fresh[key(b)] = (2, true)
+        for _ in 0..<3 {
+            XCTAssertEqual(fresh[key(a)]?.index, 1)
+            XCTAssertEqual(fresh[key(b)]?.index, 2)
+            XCTAssertEqual(fresh[key(b)]?.folded, true)
+        }
+    }
+
     func testEveryUncountedConnectLandsInItsLabelledSeries() {
         var a = Aggregates()
         var expected: [[String]: UInt64] = [:]
