@@ -65,15 +65,21 @@ public enum HTTPParser {
     /// A set of header names, lower case, matched against raw bytes without building strings.
     public struct HeaderNames: Sendable, Equatable {
         let names: [[UInt8]]
+        /// The same names as strings, for the headers kept.
+        let strings: [String]
 
-        public init(_ names: [String]) { self.names = names.map { Array($0.lowercased().utf8) } }
+        public init(_ names: [String]) {
+            strings = names.map { $0.lowercased() }
+            self.names = strings.map { Array($0.utf8) }
+        }
 
-        func contains(_ name: ArraySlice<UInt8>) -> Bool {
-            names.contains { wanted in
+        /// The lower-case name `name` matches, case-insensitively, if it is one of these.
+        func match(_ name: ArraySlice<UInt8>) -> String? {
+            names.firstIndex { wanted in
                 wanted.count == name.count && zip(wanted, name).allSatisfy { w, c in
                     w == (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)
                 }
-            }
+            }.map { strings[$0] }
         }
     }
 
@@ -153,13 +159,19 @@ public enum HTTPParser {
             lastKept = false
             guard let colon = content.firstIndex(of: UInt8(ascii: ":")), colon > content.startIndex else { continue }
             let name = content[content.startIndex..<colon]
-            if let keeping, !keeping.contains(name) { continue }
+            // A wanted name comes lower-cased from the set, without building a string.
+            var wanted: String?
+            if let keeping {
+                guard let match = keeping.match(name) else { continue }
+                wanted = match
+            }
             guard name.allSatisfy(isToken) else { continue }
             let value = trim(content[(colon + 1)...])
             guard value.allSatisfy(isFieldValueByte) else { continue }
             if headers.count < maxHeaders {
                 lastKept = true
-                headers.append((String(decoding: name, as: UTF8.self).lowercased(), String(decoding: value, as: UTF8.self)))
+                let lower = wanted ?? String(decoding: name, as: UTF8.self).lowercased()
+                headers.append((lower, String(decoding: value, as: UTF8.self)))
             }
         }
         // Ran out of bytes before the empty line: the capture was cut; the partial last line is dropped.
