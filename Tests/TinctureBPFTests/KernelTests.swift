@@ -28,31 +28,14 @@ final class KernelTests: XCTestCase {
         let probes = try LoadedProbes(plan: plan)
         defer { probes.detach() }
 
-        let received = Mutex<[ConnectEvent]>([])
-        let reader = try probes.makeReader { bytes in
-            if case .success(.connect(let e)) = EventDecoder.decode(bytes) {
-                received.withLock { $0.append(e) }
-            }
-        }
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            try? reader.run()
-            done.signal()
+        let collector = try RingCollector(probes) { event -> ConnectEvent? in
+            if case .connect(let e) = event { return e } else { return nil }
         }
 
         let (listener, port) = try Self.loopbackListener()
         defer { close(listener) }
         func connectOnce() {
-            let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(client) }
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = port.bigEndian
-            sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-            let rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            XCTAssertEqual(rc, 0)
+            close(Self.connectLoopback(port))
         }
         // A fast clean connect is counted in the kernel histogram and travels no event...
         connectOnce()
@@ -63,14 +46,13 @@ final class KernelTests: XCTestCase {
         let deadline = Date().addingTimeInterval(5)
         var mine: [ConnectEvent] = []
         while Date() < deadline {
-            mine = received.withLock { $0.filter { $0.pid == UInt32(getpid()) && $0.destination.port == port } }
+            mine = collector.events.withLock { $0.filter { $0.pid == UInt32(getpid()) && $0.destination.port == port } }
             if !mine.isEmpty { break }
             usleep(20_000)
         }
         usleep(100_000)  // a stray second event would have arrived by now
-        mine = received.withLock { $0.filter { $0.pid == UInt32(getpid()) && $0.destination.port == port } }
-        reader.stop()
-        XCTAssertEqual(done.wait(timeout: .now() + 2), .success, "reader did not stop within its poll interval")
+        mine = collector.events.withLock { $0.filter { $0.pid == UInt32(getpid()) && $0.destination.port == port } }
+        XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval")
 
         XCTAssertEqual(mine.count, 1, "only the connect made while streaming travels")
         let rows = probes.connectHistogram().filter { $0.destination.port == port && $0.destination.host == "127.0.0.1" }
@@ -137,34 +119,15 @@ final class KernelTests: XCTestCase {
             throw error
         }
         defer { probes.detach() }
-        let received = Mutex<[PayloadSample]>([])
-        let reader = try probes.makeReader { bytes in
-            if case .success(.payload(let p)) = EventDecoder.decode(bytes) {
-                received.withLock { $0.append(p) }
-            }
+        let collector = try RingCollector(probes) { event -> PayloadSample? in
+            if case .payload(let p) = event { return p } else { return nil }
         }
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            try? reader.run()
-            done.signal()
-        }
-        defer {
-            reader.stop()
-            XCTAssertEqual(done.wait(timeout: .now() + 2), .success)
-        }
+        defer { XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval") }
 
         let (listener, port) = try Self.loopbackListener()
         defer { close(listener) }
-        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let client = Self.connectLoopback(port)
         defer { close(client) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(rc, 0)
         let server = accept(listener, nil, nil)
         XCTAssertGreaterThanOrEqual(server, 0)
         defer { close(server) }
@@ -226,12 +189,12 @@ final class KernelTests: XCTestCase {
         let deadline = Date().addingTimeInterval(5)
         var mine: [PayloadSample] = []
         while Date() < deadline {
-            mine = received.withLock { $0.filter { $0.pid == me } }
+            mine = collector.events.withLock { $0.filter { $0.pid == me } }
             if mine.count >= 16 { break }
             usleep(20_000)
         }
         usleep(100_000)
-        mine = received.withLock { $0.filter { $0.pid == me && ($0.local.port == port || $0.remote.port == port) } }
+        mine = collector.events.withLock { $0.filter { $0.pid == me && ($0.local.port == port || $0.remote.port == port) } }
         let label = programs.joined(separator: "+")
         XCTAssertEqual(mine.count, 16, "\(label): four exchanges, four captures each")
         for (i, sample) in mine.enumerated() where mine.count == 16 {
@@ -250,6 +213,20 @@ final class KernelTests: XCTestCase {
             .contains("__traceiter_sock_recv_length") == true
     }
 
+    /// A socket connected to 127.0.0.1:`port` (the test fails if the connect does).
+    static func connectLoopback(_ port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(rc, 0, "connect to 127.0.0.1:\(port)")
+        return fd
+    }
+
     static func loopbackListener() throws -> (Int32, UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var sa = sockaddr_in()
@@ -264,5 +241,37 @@ final class KernelTests: XCTestCase {
             }
         }
         return (fd, UInt16(bigEndian: sa.sin_port))
+    }
+}
+
+/// Reads the ring on a thread of its own and keeps the events `pick` selects.
+final class RingCollector<T: Sendable>: @unchecked Sendable {
+    let events = Mutex<[T]>([])
+    private let reader: RingBufferReader
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ probes: LoadedProbes, pick: @escaping @Sendable (Event) -> T?) throws {
+        let box = Box<T>()
+        reader = try probes.makeReader { bytes in
+            if case .success(let event) = EventDecoder.decode(bytes), let kept = pick(event) {
+                box.collector?.events.withLock { $0.append(kept) }
+            }
+        }
+        box.collector = self
+        let reader = self.reader, done = self.done
+        Thread.detachNewThread {
+            try? reader.run()
+            done.signal()
+        }
+    }
+
+    /// Stops the reader; false if it did not stop within two seconds.
+    func stop() -> Bool {
+        reader.stop()
+        return done.wait(timeout: .now() + 2) == .success
+    }
+
+    private final class Box<U: Sendable>: @unchecked Sendable {
+        weak var collector: RingCollector<U>?
     }
 }
