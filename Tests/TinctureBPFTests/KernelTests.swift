@@ -137,6 +137,15 @@ final class KernelTests: XCTestCase {
                      "POST /two HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
                      "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"]
         var buffer = [UInt8](repeating: 0, count: 4096)
+        // One iovec wrapped in a msghdr, for sendmsg/recvmsg.
+        func withMessage(_ iov: inout iovec, _ body: (UnsafeMutablePointer<msghdr>) -> Int) -> Int {
+            withUnsafeMutablePointer(to: &iov) { iovp -> Int in
+                var msg = msghdr()
+                msg.msg_iov = iovp
+                msg.msg_iovlen = 1
+                return body(&msg)
+            }
+        }
         func receive(_ fd: Int32, _ how: Int) -> Int {
             buffer.withUnsafeMutableBytes { raw -> Int in
                 var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
@@ -144,13 +153,7 @@ final class KernelTests: XCTestCase {
                 case 0: return read(fd, raw.baseAddress, raw.count)
                 case 1: return withUnsafeMutablePointer(to: &iov) { Int(readv(fd, $0, 1)) }
                 case 2: return recv(fd, raw.baseAddress, raw.count, 0)
-                default:
-                    return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
-                        var msg = msghdr()
-                        msg.msg_iov = iovp
-                        msg.msg_iovlen = 1
-                        return recvmsg(fd, &msg, 0)
-                    }
+                default: return withMessage(&iov) { recvmsg(fd, $0, 0) }
                 }
             }
         }
@@ -162,13 +165,7 @@ final class KernelTests: XCTestCase {
                 case 0: return write(fd, raw.baseAddress, raw.count)
                 case 1: return withUnsafeMutablePointer(to: &iov) { Int(writev(fd, $0, 1)) }
                 case 2: return Glibc.send(fd, raw.baseAddress, raw.count, 0)
-                default:
-                    return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
-                        var msg = msghdr()
-                        msg.msg_iov = iovp
-                        msg.msg_iovlen = 1
-                        return sendmsg(fd, &msg, 0)
-                    }
+                default: return withMessage(&iov) { sendmsg(fd, $0, 0) }
                 }
             }
         }
