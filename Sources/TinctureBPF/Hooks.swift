@@ -75,12 +75,11 @@ public enum Hooks {
     public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
 
     /// The kernel attach points behind a mode's programs (its preferred ones unless
-    /// `programs` names another variant), for `check` and the log.
+    /// `programs` names its fallback), for `check` and the log. A hook given a fallback
+    /// describes it here.
     public static func attachPoints(_ hook: HookSpec, _ mode: AttachMode, programs: [String]? = nil) -> String {
-        if let programs, programs != hook.programs(for: mode) {
-            if hook.name == "http_payload" && mode == .tracepoint { return "tp_btf raw_syscalls/sys_enter, sys_exit" }
-            return programs.joined(separator: ", ")
-        }
+        let loaded = programs ?? hook.programs(for: mode)
+        let fallback = loaded != hook.programs(for: mode)
         switch (hook.name, mode) {
         case ("tcp_connect", .fentry): return "fentry tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .kprobe): return "kprobe tcp_v4_connect, tcp_v6_connect, tcp_set_state"
@@ -95,9 +94,10 @@ public enum Hooks {
             return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives"
         case ("http_payload", .kprobe):
             return "ksyscall {\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, kretsyscall on the receives"
-        case ("http_payload", .tracepoint): return "tp_btf sock/sock_send_length, sock/sock_recv_length"
+        case ("http_payload", .tracepoint):
+            return fallback ? "tp_btf raw_syscalls/sys_enter, sys_exit" : "tp_btf sock/sock_send_length, sock/sock_recv_length"
         case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
-        default: return hook.programs(for: mode).joined(separator: ", ")
+        default: return loaded.joined(separator: ", ")
         }
     }
 }

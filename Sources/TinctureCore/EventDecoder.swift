@@ -257,30 +257,33 @@ public enum EventDecoder {
 /// costs more than finding the one built last time: one hash of two words and a
 /// compare. Direct-mapped; a slot holds exactly the bytes its string came from.
 public struct CommCache: Sendable {
-    private var words: [(UInt64, UInt64)]
-    private var strings: [String]
+    private struct Slot: Sendable {
+        var w0: UInt64 = 0
+        var w1: UInt64 = 0
+        // All-zero bytes are the empty name, so a fresh slot is already right.
+        var name = ""
+    }
+
+    private var slots: [Slot]
 
     /// `slots`: a power of two; 0 keeps nothing (every name decoded afresh).
     public init(slots: Int = 64) {
         precondition(slots == 0 || slots & (slots - 1) == 0, "CommCache slots must be a power of two")
-        // All-zero bytes are the empty name, so fresh slots are already right.
-        words = Array(repeating: (0, 0), count: slots)
-        strings = Array(repeating: "", count: slots)
+        self.slots = Array(repeating: Slot(), count: slots)
     }
 
     public static let none = CommCache(slots: 0)
 
     /// The 16-byte comm at `offset` (the caller checked the record holds it).
     mutating func string(_ b: UnsafeRawBufferPointer, at offset: Int) -> String {
-        guard !strings.isEmpty else { return EventDecoder.decodeComm(b, at: offset) }
+        guard !slots.isEmpty else { return EventDecoder.decodeComm(b, at: offset) }
         let w0 = b.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
         let w1 = b.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
         let h = (w0 ^ (w1 &* 0x9E37_79B9_7F4A_7C15)) &* 0xC2B2_AE3D_27D4_EB4F
-        let slot = Int(truncatingIfNeeded: h >> 40) & (strings.count - 1)
-        if words[slot] == (w0, w1) { return strings[slot] }
+        let i = Int(truncatingIfNeeded: h >> 40) & (slots.count - 1)
+        if slots[i].w0 == w0 && slots[i].w1 == w1 { return slots[i].name }
         let name = EventDecoder.decodeComm(b, at: offset)
-        words[slot] = (w0, w1)
-        strings[slot] = name
+        slots[i] = Slot(w0: w0, w1: w1, name: name)
         return name
     }
 }
