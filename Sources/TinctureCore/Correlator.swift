@@ -151,7 +151,17 @@ public struct Correlator: Sendable {
     /// A finished connect: the first request on that socket inherits its cost.
     public mutating func connected(_ c: ConnectEvent) {
         guard c.result == .ok, c.cookie != 0 else { return }
-        // A new connect on this cookie is a new connection: its request count starts over.
+        guard c.synRetransmits > 0 else {
+            // The kernel hands a connect's latency to the first payload on its socket
+            // (`PayloadSample.connectNs`), so a clean connect leaves nothing to remember.
+            // A new connection on this cookie still starts over: nothing of an earlier
+            // one (kprobe mode's masked ids can recur) may reach its requests.
+            sockets.forget(c.cookie)
+            return
+        }
+        // SYN retransmits do not travel with the payload: remember them for the first
+        // request. A new connect on this cookie is a new connection: its request count
+        // starts over.
         evictedSockets += UInt64(sockets.replace(
             c.cookie, with: SocketState(connectNs: c.durationNs, synRetransmits: c.synRetransmits, hasConnect: true),
             keep: hasRequestInFlight))

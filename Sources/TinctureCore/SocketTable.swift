@@ -10,8 +10,8 @@ struct SocketState: Equatable, Sendable {
 
 /// Socket cookie → `SocketState`, bounded, forgetting the least recently seen.
 ///
-/// Every connect the kernel reports lands here, so this is the consumer's hottest
-/// table: open addressing with linear probing over a flat array, a multiplicative
+/// Every connect with SYN retransmits and every socket carrying a request lands
+/// here: open addressing with linear probing over a flat array, a multiplicative
 /// hash of the cookie (the kernel hands cookies out from a counter; nobody picks
 /// them), no deletion. Recency is kept by two generations: sockets are added to
 /// and, when seen again, moved into `recent`; when `recent` holds half the limit,
@@ -66,6 +66,12 @@ struct SocketTable: Sendable {
             return 0
         }
         return insertRecent(cookie, state, at: probe.slot, keep: keep)
+    }
+
+    /// Forgets `cookie` if remembered (a new connection on it that needs no state).
+    mutating func forget(_ cookie: UInt64) {
+        if let i = recent.find(cookie).found { recent.remove(at: i) }
+        if let i = older.find(cookie).found { older.remove(at: i) }
     }
 
     /// Adds a cookie not in `recent` at `slot` (from `find`), rotating first if

@@ -20,9 +20,11 @@ final class ConsumerPathTests: XCTestCase {
         var c = Correlator(limits: limits)
         let client = SocketAddress.ipv4(127, 0, 0, 1, port: 40000)
         let server = SocketAddress.ipv4(127, 0, 0, 1, port: 8080)
+        // Connects that paid a SYN retransmit: the ones the correlator remembers (a clean
+        // connect's cost reaches its first request inside the payload instead).
         func connect(_ cookie: UInt64) {
             c.connected(ConnectEvent(pid: 1, tid: 1, error: 0, endNs: 1000 + cookie, startNs: cookie, cookie: cookie,
-                                     synRetransmits: 0, source: client, destination: server, established: true,
+                                     synRetransmits: 1, source: client, destination: server, established: true,
                                      mode: .tracepoint, comm: "curl"))
         }
         func connectNs(ofFirstRequestOn cookie: UInt64) -> UInt64? {

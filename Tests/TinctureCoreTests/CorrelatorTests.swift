@@ -123,12 +123,32 @@ final class CorrelatorTests: XCTestCase {
         XCTAssertEqual(c.inFlightCount, 0)
     }
 
+    func testCleanConnectReachesItsRequestThroughThePayloadAndANewConnectionForgetsTheOld() {
+        var c = Correlator()
+        // A connect that paid a SYN retransmit but whose socket never carried a request...
+        c.connected(connect(duration: 1002 * ms, syn: 1))
+        // ...then a clean connect on the same id (a recycled masked id): the old one's cost must not leak.
+        c.connected(connect(duration: 2 * ms, syn: 0))
+        var first = sample(get("fresh"), .send, at: 1003 * ms)
+        first.connectNs = 2 * ms  // the kernel hands the clean connect's latency to the first payload
+        XCTAssertEqual(c.payload(first), [])
+        var records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1004 * ms))
+        XCTAssertEqual(records.map(\.connectNs), [2 * ms])
+        XCTAssertEqual(records.map(\.synRetransmits), [0], "the earlier connection's SYN retransmit stays with it")
+        XCTAssertEqual(records.map(\.requestID), ["fresh"])
+        // The request count restarted too: a generated id numbers from 1 on the new connection.
+        c.connected(connect(duration: 2 * ms, syn: 0))
+        XCTAssertEqual(c.payload(sample(get(), .send, at: 1005 * ms)), [])
+        records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1006 * ms))
+        XCTAssertEqual(records.map(\.requestID), ["sk-7-1"])
+    }
+
     func testSocketMemoryIsBounded() {
         var limits = Correlator.Limits()
         limits.maxSockets = 100
         var c = Correlator(limits: limits)
         for cookie in 1...1000 as ClosedRange<UInt64> {
-            c.connected(connect(cookie: cookie, duration: ms, syn: 0))
+            c.connected(connect(cookie: cookie, duration: ms, syn: 1))
         }
         XCTAssertGreaterThan(c.evictedSockets, 0)
         XCTAssertLessThanOrEqual(1000 - Int(c.evictedSockets), 101)
