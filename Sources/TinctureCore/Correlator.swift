@@ -148,15 +148,19 @@ public struct Correlator: Sendable {
 
     public var inFlightCount: Int { inFlight.count }
 
+    /// The bit that marks a socket id made from a masked address, not a kernel cookie.
+    static let maskedID: UInt64 = 1 << 63
+
     /// A finished connect: the first request on that socket inherits its cost.
     public mutating func connected(_ c: ConnectEvent) {
         guard c.result == .ok, c.cookie != 0 else { return }
         guard c.synRetransmits > 0 else {
             // The kernel hands a connect's latency to the first payload on its socket
             // (`PayloadSample.connectNs`), so a clean connect leaves nothing to remember.
-            // A new connection on this cookie still starts over: nothing of an earlier
-            // one (kprobe mode's masked ids can recur) may reach its requests.
-            sockets.forget(c.cookie)
+            // A kernel cookie names one socket for good; a masked id (top bit set, where
+            // no cookie was assigned) can name a new socket at a recycled address, and
+            // nothing of the earlier connection may reach the new one's requests.
+            if c.cookie & Self.maskedID != 0 { sockets.forget(c.cookie) }
             return
         }
         // SYN retransmits do not travel with the payload: remember them for the first

@@ -125,22 +125,30 @@ final class CorrelatorTests: XCTestCase {
 
     func testCleanConnectReachesItsRequestThroughThePayloadAndANewConnectionForgetsTheOld() {
         var c = Correlator()
+        let id: UInt64 = 1 << 63 | 0x5eed  // a masked socket address: kprobe mode, no kernel cookie
         // A connect that paid a SYN retransmit but whose socket never carried a request...
-        c.connected(connect(duration: 1002 * ms, syn: 1))
-        // ...then a clean connect on the same id (a recycled masked id): the old one's cost must not leak.
-        c.connected(connect(duration: 2 * ms, syn: 0))
-        var first = sample(get("fresh"), .send, at: 1003 * ms)
+        c.connected(connect(cookie: id, duration: 1002 * ms, syn: 1))
+        // ...then a clean connect on the same id (a recycled address): the old one's cost must not leak.
+        c.connected(connect(cookie: id, duration: 2 * ms, syn: 0))
+        var first = sample(get("fresh"), .send, at: 1003 * ms, cookie: id)
         first.connectNs = 2 * ms  // the kernel hands the clean connect's latency to the first payload
         XCTAssertEqual(c.payload(first), [])
-        var records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1004 * ms))
+        var records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1004 * ms, cookie: id))
         XCTAssertEqual(records.map(\.connectNs), [2 * ms])
         XCTAssertEqual(records.map(\.synRetransmits), [0], "the earlier connection's SYN retransmit stays with it")
         XCTAssertEqual(records.map(\.requestID), ["fresh"])
         // The request count restarted too: a generated id numbers from 1 on the new connection.
-        c.connected(connect(duration: 2 * ms, syn: 0))
-        XCTAssertEqual(c.payload(sample(get(), .send, at: 1005 * ms)), [])
-        records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1006 * ms))
-        XCTAssertEqual(records.map(\.requestID), ["sk-7-1"])
+        c.connected(connect(cookie: id, duration: 2 * ms, syn: 0))
+        XCTAssertEqual(c.payload(sample(get(), .send, at: 1005 * ms, cookie: id)), [])
+        records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1006 * ms, cookie: id))
+        XCTAssertEqual(records.map(\.requestID), ["sk-\(id)-1"])
+        // A clean connect with a kernel cookie needs no table at all.
+        c.connected(connect(cookie: 99, duration: 2 * ms, syn: 0))
+        var other = sample(get("k"), .send, at: 1007 * ms, cookie: 99)
+        other.connectNs = 2 * ms
+        XCTAssertEqual(c.payload(other), [])
+        records = c.payload(sample("HTTP/1.1 200 OK\r\n\r\n", .receive, at: 1008 * ms, cookie: 99))
+        XCTAssertEqual(records.map(\.connectNs), [2 * ms])
     }
 
     func testSocketMemoryIsBounded() {
