@@ -151,6 +151,30 @@ static __always_inline bool self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == tn_cfg.self_tgid;
 }
 
+/*
+ * The user buffer of syscall `nr` with arguments a1, a2 (one of the eight;
+ * else 0), how many bytes of it are contiguous, and whether it sends.
+ */
+static __always_inline __u64 syscall_buffer(long nr, __u64 a1, __u64 a2, __u64 *len, bool *send)
+{
+	*len = a2;
+	*send = nr == NR_WRITE || nr == NR_SENDTO || nr == NR_WRITEV || nr == NR_SENDMSG;
+	switch (nr) {
+	case NR_WRITE:
+	case NR_SENDTO:
+	case NR_READ:
+	case NR_RECVFROM:
+		return a1;
+	case NR_WRITEV:
+	case NR_READV:
+		return first_iov(a1, len);
+	case NR_SENDMSG:
+	case NR_RECVMSG:
+		return first_iov(msghdr_iov(a1), len);
+	}
+	return 0;
+}
+
 /* Syscall entry: sends are complete here; receives remember their buffer. */
 static __always_inline void sys_enter(long nr, __u64 a0, __u64 a1, __u64 a2, __u8 mode)
 {
@@ -158,37 +182,8 @@ static __always_inline void sys_enter(long nr, __u64 a0, __u64 a1, __u64 a2, __u
 	struct sock *sk;
 	bool send;
 
-	switch (nr) {
-	case NR_WRITE:
-	case NR_SENDTO:
-		buf = a1;
-		send = true;
-		break;
-	case NR_WRITEV:
-		buf = first_iov(a1, &len);
-		send = true;
-		break;
-	case NR_SENDMSG:
-		buf = first_iov(msghdr_iov(a1), &len);
-		send = true;
-		break;
-	case NR_READ:
-	case NR_RECVFROM:
-		buf = a1;
-		send = false;
-		break;
-	case NR_READV:
-		buf = first_iov(a1, &len);
-		send = false;
-		break;
-	case NR_RECVMSG:
-		buf = first_iov(msghdr_iov(a1), &len);
-		send = false;
-		break;
-	default:
-		return;
-	}
-	if (self())
+	buf = syscall_buffer(nr, a1, a2, &len, &send);
+	if (!buf || self())
 		return;
 	if (send) {
 		if (!looks_like_http(buf))
@@ -223,33 +218,6 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 
 /* ---- tracepoint on the socket layer: runs only for socket sends and receives ---- */
 
-/*
- * The user buffer of a send (or receive) syscall `nr` with arguments a1, a2,
- * and how many bytes of it are contiguous; 0 when `nr` is not one of the
- * eight or goes the other way.
- */
-static __always_inline __u64 syscall_buffer(long nr, __u64 a1, __u64 a2, bool send, __u64 *len)
-{
-	*len = a2;
-	switch (nr) {
-	case NR_WRITE:
-	case NR_SENDTO:
-		return send ? a1 : 0;
-	case NR_WRITEV:
-		return send ? first_iov(a1, len) : 0;
-	case NR_SENDMSG:
-		return send ? first_iov(msghdr_iov(a1), len) : 0;
-	case NR_READ:
-	case NR_RECVFROM:
-		return send ? 0 : a1;
-	case NR_READV:
-		return send ? 0 : first_iov(a1, len);
-	case NR_RECVMSG:
-		return send ? 0 : first_iov(msghdr_iov(a1), len);
-	}
-	return 0;
-}
-
 #define TN_MSG_PEEK 2
 
 /*
@@ -264,12 +232,13 @@ static __always_inline void sock_io(struct sock *sk, int ret, int flags, bool se
 	struct pt_regs *regs;
 	struct sock *owned;
 	__u64 buf, len;
+	bool sends;
 
 	if (ret <= 0 || (flags & TN_MSG_PEEK) || sk->sk_protocol != IPPROTO_TCP || self())
 		return;
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, send, &len);
-	if (!looks_like_http(buf))
+	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, &len, &sends);
+	if (sends != send || !looks_like_http(buf))
 		return;
 	/* the fd's socket, as a plain address: emit() keys and masks it */
 	owned = tcp_sock_of((int)regs->di);
