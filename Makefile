@@ -31,7 +31,9 @@ AGENT        := .build/release/tincture
 # Debian packages the build and the tests need (command or file that proves each).
 BUILD_PKGS   := libbpf-dev:/usr/include/bpf/libbpf.h libelf-dev:/usr/include/libelf.h \
                 zlib1g-dev:/usr/include/zlib.h bpftool:$(BPFTOOL) pkg-config:/usr/bin/pkg-config
-TEST_PKGS    := nftables:/usr/sbin/nft iproute2:/usr/sbin/ip curl:/usr/bin/curl \
+# Network namespaces, for the tests and the benchmarks alike.
+NETNS_PKG    := iproute2:/usr/sbin/ip
+TEST_PKGS    := nftables:/usr/sbin/nft $(NETNS_PKG) curl:/usr/bin/curl \
                 prometheus:/usr/bin/promtool
 DEB_PKGS     := $(BUILD_PKGS) $(TEST_PKGS)
 
@@ -39,7 +41,7 @@ RELEASE_FLAGS := -c release --static-swift-stdlib
 # What `make bench` needs beyond the build (its load generators, namespaces). The peers it
 # compares with (bpftrace, libbpf-tools) are installed by bench.py during the footprint
 # soak, which does not measure throughput, so their download costs no extra time.
-BENCH_PKGS   := gcc:/usr/bin/gcc iproute2:/usr/sbin/ip
+BENCH_PKGS   := gcc:/usr/bin/gcc $(NETNS_PKG)
 BENCH_ARGS   ?=
 
 .PHONY: all build bpf deps run test test-unit test-integration test-vm bench install uninstall clean
