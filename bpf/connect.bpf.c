@@ -221,10 +221,18 @@ int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 
 /* ---- tracepoint (BTF-typed: needs no tracefs, can read the cookie) ---- */
 
+/* Shared with the retransmit hook, which records listeners' owners here (enum tn_role). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tn_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	/* listen() moves the socket to LISTEN in process context */
+	if ((tn_cfg.roles & TN_ROLE_LISTEN_OWNER) && newstate == TN_TCP_LISTEN) {
+		tn_own_socket(sk, 0);
+		return 0;
+	}
+	if (!(tn_cfg.roles & TN_ROLE_CONNECT))
 		return 0;
 	/* tcp_v{4,6}_connect() moves the socket to SYN_SENT in process context */
 	if (oldstate == TN_TCP_CLOSE && newstate == TN_TCP_SYN_SENT) {

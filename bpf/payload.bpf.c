@@ -9,7 +9,8 @@
  *   kprobe:     ksyscall / kretsyscall on the same syscalls
  *   tracepoint: tp_btf sock/sock_send_length and sock/sock_recv_length, which
  *               fire only for socket I/O, after it is done; the syscall's
- *               arguments come from the task's saved registers. Kernels
+ *               arguments come from the task's saved registers. The send
+ *               program also serves the retransmit hook (enum tn_role). Kernels
  *               older than 6.3 lack them: tp_btf raw_syscalls sys_enter /
  *               sys_exit instead (two links for all eight, but they run on
  *               every syscall of every task).
@@ -221,21 +222,19 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 #define TN_MSG_PEEK 2
 
 /*
- * A completed send or receive of `ret` bytes on `sk`. The bytes are in the
- * buffer the syscall named (sends: still; receives: just copied there).
- * Socket I/O the kernel does on its own behalf (a network filesystem inside
- * some write(), io_uring workers) has no matching syscall or fd, and is
- * skipped; a peek is seen again by the read that takes the bytes.
+ * A completed send or receive of `ret` > 0 bytes on TCP socket `sk`, not by
+ * the agent. The bytes are in the buffer the syscall named (sends: still;
+ * receives: just copied there). Socket I/O the kernel does on its own behalf
+ * (a network filesystem inside some write(), io_uring workers) has no
+ * matching syscall or fd, and is skipped.
  */
-static __always_inline void sock_io(struct sock *sk, int ret, int flags, bool send)
+static __always_inline void sock_io(struct sock *sk, int ret, bool send)
 {
 	struct pt_regs *regs;
 	struct sock *owned;
 	__u64 buf, len;
 	bool sends;
 
-	if (ret <= 0 || (flags & TN_MSG_PEEK) || sk->sk_protocol != IPPROTO_TCP || self())
-		return;
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, &len, &sends);
 	if (sends != send || !looks_like_http(buf))
@@ -249,17 +248,28 @@ static __always_inline void sock_io(struct sock *sk, int ret, int flags, bool se
 	     TN_MODE_TRACEPOINT);
 }
 
+/*
+ * Shared with the retransmit hook, which records senders' owners here
+ * (enum tn_role): one program per send serves both.
+ */
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(tn_tp_payload_send, struct sock *sk, int ret, int flags)
+int BPF_PROG(tn_tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	sock_io(sk, ret, flags, true);
+	if (ret <= 0 || sk->sk_protocol != IPPROTO_TCP || self())
+		return 0;
+	if (tn_cfg.roles & TN_ROLE_SEND_OWNER)
+		tn_own_socket(sk, 0);
+	if (tn_cfg.roles & TN_ROLE_PAYLOAD)
+		sock_io(sk, ret, true);
 	return 0;
 }
 
+/* A peek is seen again by the read that takes the bytes. */
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tn_tp_payload_recv, struct sock *sk, int ret, int flags)
 {
-	sock_io(sk, ret, flags, false);
+	if (ret > 0 && !(flags & TN_MSG_PEEK) && sk->sk_protocol == IPPROTO_TCP && !self())
+		sock_io(sk, ret, false);
 	return 0;
 }
 

@@ -177,19 +177,8 @@ int BPF_PROG(tn_tp_tcp_retransmit_synack, struct sock *sk, struct request_sock *
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tn_tp_listen_owner, struct sock *sk, int oldstate, int newstate)
-{
-	/* listen() moves the socket to LISTEN in process context */
-	if (newstate == TN_TCP_LISTEN && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
-		tn_own_socket(sk, 0);
-	return 0;
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(tn_tp_sock_send_length, struct sock *sk, int ret)
-{
-	if (ret > 0 && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
-		on_send(sk);
-	return 0;
-}
+/*
+ * The owners of listening and sending sockets come from programs this hook
+ * shares with the connect hook (tn_tp_inet_sock_set_state) and the payload
+ * hook (tn_tp_sock_send_length), which take its roles (enum tn_role).
+ */

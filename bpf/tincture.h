@@ -51,8 +51,20 @@ struct tn_config {
 	__u32 self_tgid;        /* the agent itself: its own waits and payloads are never traced */
 	__u32 retransmit_hook;  /* 1 when the retransmit hook is attached: connects take its SYN count */
 	__u32 payload_max;      /* bytes of an HTTP payload to copy, at most TN_PAYLOAD_MAX */
-	__u32 reserved;
+	__u32 roles;            /* enum tn_role: what the programs on shared attach points do */
 	__u64 connect_min_ns;   /* successful connects at least this long travel as events */
+};
+
+/*
+ * Where two hooks attach to the same kernel event, one program serves both:
+ * each hook that loads it adds its role, so an event runs one program, and a
+ * hook that chose another attach mode leaves its part switched off.
+ */
+enum tn_role {
+	TN_ROLE_CONNECT = 1,      /* tn_tp_inet_sock_set_state: connect latency (connect hook) */
+	TN_ROLE_LISTEN_OWNER = 2, /* tn_tp_inet_sock_set_state: listeners' owners (retransmit hook) */
+	TN_ROLE_SEND_OWNER = 4,   /* tn_tp_sock_send_length: senders' owners (retransmit hook) */
+	TN_ROLE_PAYLOAD = 8,      /* tn_tp_sock_send_length: HTTP heads sent (payload hook) */
 };
 
 /*

@@ -22,6 +22,15 @@ public struct AttachPlan: Sendable {
     }
 
     public var attachedHooks: [Entry] { entries.filter { $0.mode != nil } }
+
+    /// Every program the attached hooks load, each once (hooks can share one).
+    public var programs: [String] {
+        var seen = Set<String>()
+        return attachedHooks.flatMap(\.programs).filter { seen.insert($0).inserted }
+    }
+
+    /// What the shared programs do: every attached hook's role bits.
+    public var roles: UInt32 { attachedHooks.reduce(0) { $0 | $1.hook.roles(of: $1.programs) } }
     public var probes: [SelfObservation.Probe] { entries.map { .init(hook: $0.hook.name, mode: $0.mode) } }
 }
 
@@ -79,6 +88,8 @@ public enum AttachPlanner {
                 // Without the kprobe PMU, libbpf falls back to tracefs' kprobe_events.
                 try? Tracefs.ensureMounted()
             }
+            var config = config
+            config.roles = hook.roles(of: programs)
             let object = try BPFObject(config: config)
             defer { object.close() }
             try object.autoloadOnly(Set(programs))

@@ -17,6 +17,7 @@ final class BPFObject {
         c.self_tgid = config.selfTgid
         c.retransmit_hook = config.retransmitHook ? 1 : 0
         c.payload_max = config.payloadMax
+        c.roles = config.roles
         c.id_secret = config.idSecret
         skeleton = try Libbpf.check(tn_skel_open(&c), .open, "embedded BPF object tincture")
         object = tn_skel_object(skeleton)

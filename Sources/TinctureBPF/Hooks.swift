@@ -1,3 +1,4 @@
+internal import CTinctureBPF
 import TinctureCore
 
 /// A kernel hook the agent can attach in several modes, each a set of BPF programs
@@ -13,6 +14,14 @@ public struct HookSpec: Sendable, Equatable {
     public var needsTracefs: Set<AttachMode> = []
     /// The order `auto` tries modes in: cheapest per event first, unless a mode sees less.
     public var preference: [AttachMode] = AttachMode.allCases
+    /// Programs on a kernel event another hook also needs serve both hooks: per such
+    /// program, the part this hook switches on in it (`enum tn_role` bits).
+    public var roles: [String: UInt32] = [:]
+
+    /// The role bits `programs` switch on for this hook.
+    public func roles(of programs: [String]) -> UInt32 {
+        programs.reduce(0) { $0 | (roles[$1] ?? 0) }
+    }
 
     public func programs(for mode: AttachMode) -> [String] { programs[mode] ?? [] }
 
@@ -30,7 +39,8 @@ public enum Hooks {
             .fentry: ["tn_fentry_tcp_v4_connect", "tn_fentry_tcp_v6_connect", "tn_fentry_tcp_set_state"],
             .kprobe: ["tn_kprobe_tcp_v4_connect", "tn_kprobe_tcp_v6_connect", "tn_kprobe_tcp_set_state"],
             .tracepoint: ["tn_tp_inet_sock_set_state"],
-        ])
+        ],
+        roles: ["tn_tp_inet_sock_set_state": TN_ROLE_CONNECT.rawValue])
 
     public static let tcpRetransmit = HookSpec(
         name: "tcp_retransmit",
@@ -41,10 +51,13 @@ public enum Hooks {
             .kprobe: ["tn_kprobe_tcp_retransmit_skb", "tn_kprobe_tcp_rtx_synack",
                       "tn_kprobe_inet_csk_listen_start", "tn_kprobe_tcp_sendmsg"],
             .tracepoint: ["tn_tp_tcp_retransmit_skb", "tn_tp_tcp_retransmit_synack",
-                          "tn_tp_listen_owner", "tn_tp_sock_send_length"],
+                          "tn_tp_inet_sock_set_state", "tn_tp_sock_send_length"],
         ],
         // The BTF tracepoint sees tail loss probes, which the probed functions miss.
-        preference: [.tracepoint, .fentry, .kprobe])
+        preference: [.tracepoint, .fentry, .kprobe],
+        // Listeners' and senders' owners, from the connect and payload hooks' programs.
+        roles: ["tn_tp_inet_sock_set_state": TN_ROLE_LISTEN_OWNER.rawValue,
+                "tn_tp_sock_send_length": TN_ROLE_SEND_OWNER.rawValue])
 
     static let waitSyscalls = ["poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"]
 
@@ -67,10 +80,11 @@ public enum Hooks {
         programs: [
             .fentry: (sendSyscalls + receiveSyscalls).map { "tn_fentry_\($0)" } + receiveSyscalls.map { "tn_fexit_\($0)" },
             .kprobe: (sendSyscalls + receiveSyscalls).map { "tn_kprobe_\($0)" } + receiveSyscalls.map { "tn_kretprobe_\($0)" },
-            .tracepoint: ["tn_tp_payload_send", "tn_tp_payload_recv"],
+            .tracepoint: ["tn_tp_sock_send_length", "tn_tp_payload_recv"],
         ],
         // Before Linux 6.3 the socket layer has no send/receive tracepoints.
-        fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"]])
+        fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"]],
+        roles: ["tn_tp_sock_send_length": TN_ROLE_PAYLOAD.rawValue])
 
     public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
 

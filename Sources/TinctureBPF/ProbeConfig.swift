@@ -10,6 +10,9 @@ public struct ProbeConfig: Sendable {
     public var selfTgid: UInt32 = UInt32(getpid())
     /// Whether the retransmit hook is attached (connect events then take its SYN count).
     public var retransmitHook = false
+    /// What the programs that several hooks share do (`enum tn_role` bits); set from
+    /// the attach plan.
+    public var roles: UInt32 = 0
     public static let defaultConnectMinNs: UInt64 = 10_000_000
     /// Successful connects without SYN retransmits travel as events only when at
     /// least this long (or while a live subscriber is attached); all are counted.

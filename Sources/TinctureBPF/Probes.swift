@@ -20,9 +20,10 @@ public final class LoadedProbes {
         self.plan = plan
         var config = config
         config.retransmitHook = plan.mode(for: Hooks.tcpRetransmit) != nil
+        config.roles = plan.roles
         Libbpf.captureLogs(verbose: false)
         object = try BPFObject(config: config)
-        let programs = plan.attachedHooks.flatMap(\.programs)
+        let programs = plan.programs
         try object.autoloadOnly(Set(programs))
         try object.load(what: "BPF object tincture")
         for program in programs { try object.attach(program: program) }

@@ -103,6 +103,66 @@ final class KernelTests: XCTestCase {
                       && failure.contains("tn_nor_this_one"), failure)
     }
 
+    /// A program two hooks share (the connect and payload hooks' tracepoint programs,
+    /// which the retransmit hook also loads) does a hook's part only when that hook
+    /// loads it: loaded for one hook alone, the other hooks' parts stay off. Each hook
+    /// is loaded alone here and meets a connect and an HTTP exchange on loopback.
+    func testSharedProgramsDoOnlyTheirLoadersParts() throws {
+        var config = ProbeConfig()
+        config.selfTgid = 0  // this test process is the traffic
+        // (the payload hook's preferred set needs Linux 6.3's socket tracepoints)
+        for hook in [Hooks.tcpConnect, Hooks.tcpRetransmit, Hooks.httpPayload]
+        where hook != Hooks.httpPayload || kernelHasSocketTracepoints() {
+            let plan = AttachPlan(entries: [.init(hook: hook, mode: .tracepoint, programs: hook.programs(for: .tracepoint),
+                                                  attempts: [])])
+            XCTAssertNotEqual(plan.roles, 0, hook.name)
+            let probes = try LoadedProbes(plan: plan, config: config)
+            defer { probes.detach() }
+            XCTAssertTrue(probes.setStreamAll(true))  // connects would travel as events too
+            let collector = try RingCollector(probes) { event -> Event? in
+                switch event {
+                case .connect, .payload: return event
+                default: return nil
+                }
+            }
+
+            let (listener, port) = try Self.loopbackListener()
+            defer { close(listener) }
+            let client = Self.connectLoopback(port)
+            defer { close(client) }
+            let server = accept(listener, nil, nil)
+            defer { close(server) }
+            let request = Array("GET /shared HTTP/1.1\r\nX-Request-ID: s-1\r\n\r\n".utf8)
+            XCTAssertEqual(write(client, request, request.count), request.count)
+            var buffer = [UInt8](repeating: 0, count: 256)
+            XCTAssertEqual(read(server, &buffer, buffer.count), request.count)
+
+            func mine() -> (connects: Int, payloads: Int) {
+                collector.events.withLock { events in
+                    var c = 0, p = 0
+                    for event in events {
+                        switch event {
+                        case .connect(let e) where e.destination.port == port: c += 1
+                        case .payload(let s) where s.local.port == port || s.remote.port == port: p += 1
+                        default: break
+                        }
+                    }
+                    return (c, p)
+                }
+            }
+            let want = (connects: hook == Hooks.tcpConnect ? 1 : 0, payloads: hook == Hooks.httpPayload ? 2 : 0)
+            let deadline = Date().addingTimeInterval(5)
+            while Date() < deadline && mine() != want { usleep(20_000) }
+            usleep(100_000)  // anything a part left on would have arrived by now
+            let seen = mine()
+            XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval")
+            XCTAssertEqual(seen.connects, want.connects, "\(hook.name) alone: connect events")
+            XCTAssertEqual(seen.payloads, want.payloads, "\(hook.name) alone: payload captures")
+            let counted = probes.connectHistogram().filter { $0.destination.port == port }.count
+            XCTAssertEqual(counted, want.connects, "\(hook.name) alone: connects in the kernel histogram")
+        }
+    }
+
     private func checkPayloadCapture(hook: HookSpec, programs: [String]) throws {
         var config = ProbeConfig()
         config.selfTgid = 0  // this test process is the traffic
