@@ -86,7 +86,34 @@ static __always_inline bool looks_like_http(__u64 buf)
 	return false;
 }
 
-static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 direction, __u8 mode)
+/*
+ * Addresses, ports and id of a live socket the kernel handed us (a BTF
+ * pointer: plain loads, no helper call each). A socket in use for I/O has its
+ * local port in skc_num.
+ */
+static __always_inline void trusted_endpoints(struct sock *sk, struct tn_payload_event *e)
+{
+	struct sock_common *c = &sk->__sk_common;
+
+	/* assigns one if the socket has none yet, as the other hooks do in this mode */
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->family = c->skc_family;
+	e->sport = c->skc_num;
+	e->dport = bpf_ntohs(c->skc_dport);
+	__builtin_memset(e->saddr, 0, TN_ADDR_LEN);
+	__builtin_memset(e->daddr, 0, TN_ADDR_LEN);
+	if (e->family == AF_INET6) {
+		__builtin_memcpy(e->saddr, &c->skc_v6_rcv_saddr, TN_ADDR_LEN);
+		__builtin_memcpy(e->daddr, &c->skc_v6_daddr, TN_ADDR_LEN);
+	} else {
+		*(__u32 *)e->saddr = c->skc_rcv_saddr;
+		*(__u32 *)e->daddr = c->skc_daddr;
+	}
+}
+
+/* `trusted`: sk is a BTF pointer from the tracepoint, else an address read from memory. */
+static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 direction, __u8 mode,
+				 bool trusted)
 {
 	__u32 zero = 0, n;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -108,7 +135,6 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 	e->tid = (__u32)id;
 	e->len = n;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->cookie = tn_socket_id(sk);
 	e->total = total > 0xffffffff ? 0xffffffff : total;
 	e->direction = direction;
 	e->mode = mode;
@@ -119,7 +145,12 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 		e->connect_us = o->connect_us;
 		o->connect_us = 0;
 	}
-	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
+	if (trusted) {
+		trusted_endpoints(sk, e);
+	} else {
+		e->cookie = tn_socket_id(sk);
+		tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
+	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* only the filled part of data[] travels; count the loss if the ring is full */
 	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)),
@@ -191,7 +222,7 @@ static __always_inline void sys_enter(long nr, __u64 a0, __u64 a1, __u64 a2, __u
 			return;
 		sk = tcp_sock_of((int)a0);
 		if (sk)
-			emit(sk, buf, len, TN_DIR_SEND, mode);
+			emit(sk, buf, len, TN_DIR_SEND, mode, false);
 		return;
 	}
 	sk = tcp_sock_of((int)a0);
@@ -213,13 +244,32 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 	if (!r)
 		return;
 	if (ret > 0 && looks_like_http(r->buf))
-		emit((struct sock *)r->sk, r->buf, ret, TN_DIR_RECV, mode);
+		emit((struct sock *)r->sk, r->buf, ret, TN_DIR_RECV, mode, false);
 	bpf_map_delete_elem(&tn_recvs, &tid);
 }
 
 /* ---- tracepoint on the socket layer: runs only for socket sends and receives ---- */
 
 #define TN_MSG_PEEK 2
+
+/*
+ * Whether the current task's `fd` is socket `sk`: the fd table's entry is the
+ * socket's file. One read of the table; the rest are loads through BTF
+ * pointers (a NULL on the way reads as 0).
+ */
+static __always_inline bool fd_is(struct sock *sk, int fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	struct socket *so = sk->sk_socket;
+	struct file *f = NULL;
+
+	if (!so || fd < 0 || (unsigned int)fd >= fdt->max_fds)
+		return false;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]))
+		return false;
+	return f && f == so->file;
+}
 
 /*
  * A completed send or receive of `ret` > 0 bytes on TCP socket `sk`, not by
@@ -231,21 +281,15 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 static __always_inline void sock_io(struct sock *sk, int ret, bool send)
 {
 	struct pt_regs *regs;
-	struct sock *owned;
 	__u64 buf, len;
 	bool sends;
 
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, &len, &sends);
-	if (sends != send || !looks_like_http(buf))
+	if (sends != send || !looks_like_http(buf) || !fd_is(sk, (int)regs->di))
 		return;
-	/* the fd's socket, as a plain address: emit() keys and masks it */
-	owned = tcp_sock_of((int)regs->di);
-	if (owned != sk)
-		return;
-	barrier_var(owned);
-	emit(owned, buf, (__u64)ret < len ? (__u64)ret : len, send ? TN_DIR_SEND : TN_DIR_RECV,
-	     TN_MODE_TRACEPOINT);
+	emit(sk, buf, (__u64)ret < len ? (__u64)ret : len, send ? TN_DIR_SEND : TN_DIR_RECV,
+	     TN_MODE_TRACEPOINT, true);
 }
 
 /*
