@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module graph (DESIGN.md §2): tincture → TinctureAgent → TinctureBPF → TinctureCore;
-// TinctureBPF is the only Swift module that imports the C targets.
+// TinctureBPF is the only agent module that imports the C targets.
 let package = Package(
     name: "tincture",
     platforms: [.macOS(.v14)],
@@ -43,7 +43,7 @@ let package = Package(
         ),
         // Consumer-throughput benchmark (Tests/bench/consumer/run.sh): the agent's
         // per-event path on a real ring buffer, against a minimal C consumer.
-        .executableTarget(name: "tincture-bench-consumer", dependencies: ["TinctureCore", "CLibbpf"]),
+        .executableTarget(name: "tincture-bench-consumer", dependencies: ["TinctureCore", "CTinctureBPF", "CLibbpf"]),
         .testTarget(name: "TinctureCoreTests", dependencies: ["TinctureCore"]),
         .testTarget(name: "TinctureBPFTests", dependencies: ["TinctureBPF", "TinctureCore", "CTinctureBPF"]),
     ],

@@ -1,4 +1,4 @@
-internal import CLibbpf
+internal import CTinctureBPF
 import Glibc
 import Synchronization
 
@@ -8,7 +8,7 @@ import Synchronization
 public final class RingBufferReader: @unchecked Sendable {
     // @unchecked: `ring` and `handler` are only touched by the thread in run();
     // `stopRequested` is atomic and is the only cross-thread state.
-    private var ring: OpaquePointer?
+    private var ring: OpaquePointer?  // struct tn_ring
     private let handler: (UnsafeRawBufferPointer) -> Void
     private let stopRequested = Atomic<Bool>(false)
     /// How long one poll may block. The kernel side wakes the reader only once a
@@ -18,39 +18,35 @@ public final class RingBufferReader: @unchecked Sendable {
 
     init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
         self.handler = handler
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        ring = try Libbpf.check(ring_buffer__new(mapFD, ringBufferSample, context, nil), .ringBuffer, "map tn_events")
+        ring = try Libbpf.check(tn_ring_open(mapFD), .ringBuffer, "map tn_events")
     }
 
-    deinit { if let ring { ring_buffer__free(ring) } }
+    deinit { tn_ring_close(ring) }
 
     /// Blocks, consuming records until `stop()` is called. Throws on a poll error.
     public func run() throws {
+        // The reader outlives run(), and with it every callback: no retain per record.
+        let context = Unmanaged.passUnretained(self).toOpaque()
         while !stopRequested.load(ordering: .relaxed) {
-            let rc = ring_buffer__poll(ring, Self.pollTimeoutMs)
+            let rc = tn_ring_wait(ring, Self.pollTimeoutMs)
             if rc < 0 && rc != -EINTR {
                 try Libbpf.check(rc, .ringBuffer, "polling map tn_events")
             }
             // Records submitted without a wake-up are ready too: take them every interval.
-            let consumed = ring_buffer__consume(ring)
-            if consumed < 0 && consumed != -EINTR {
-                try Libbpf.check(consumed, .ringBuffer, "consuming map tn_events")
-            }
+            _ = tn_ring_drain(ring, ringBufferRecord, context)
         }
         // Drain what arrived before the stop so nothing already queued is lost.
-        _ = ring_buffer__consume(ring)
+        _ = tn_ring_drain(ring, ringBufferRecord, context)
     }
 
     public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
-    fileprivate func deliver(_ data: UnsafeMutableRawPointer?, _ size: Int) {
+    fileprivate func deliver(_ data: UnsafeRawPointer?, _ size: Int) {
         handler(UnsafeRawBufferPointer(start: data, count: size))
     }
 }
 
-private func ringBufferSample(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
-    guard let context else { return 0 }
-    // The reader outlives every poll that calls back: no retain and release per record.
+private func ringBufferRecord(_ context: UnsafeMutableRawPointer?, _ data: UnsafeRawPointer?, _ size: Int) {
+    guard let context else { return }
     Unmanaged<RingBufferReader>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.deliver(data, size) }
-    return 0
 }

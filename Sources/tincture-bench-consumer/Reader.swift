@@ -1,56 +1,49 @@
-import CLibbpf
+import CTinctureBPF
 import Glibc
 
 /// Drains one BPF ring buffer on the calling thread, as the agent's
-/// `RingBufferReader` does: libbpf calls back per record and the record is
-/// handed to `handler` in place.
+/// `RingBufferReader` does: the ring is read through its memory mapping
+/// (`tn_ring_*`), each record handed to `handler` in place.
 final class Reader {
-    private var ring: OpaquePointer?
+    private var ring: OpaquePointer?  // struct tn_ring
     private let handler: (UnsafeRawBufferPointer) -> Void
     /// The agent's poll timeout (RingBufferReader.pollTimeoutMs).
     static let pollTimeoutMs: Int32 = 20
 
     init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
         self.handler = handler
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        guard let ring = ring_buffer__new(mapFD, readerSample, context, nil) else {
-            throw BenchError("ring_buffer__new: \(String(cString: strerror(errno)))")
+        guard let ring = tn_ring_open(mapFD) else {
+            throw BenchError("tn_ring_open: \(String(cString: strerror(errno)))")
         }
         self.ring = ring
     }
 
-    deinit { if let ring { ring_buffer__free(ring) } }
+    deinit { tn_ring_close(ring) }
 
-    /// One step of the agent's reader loop: a bounded poll, then whatever arrived
-    /// without a wake-up.
+    /// One step of the agent's reader loop: a bounded wait for a wake-up, then
+    /// whatever is waiting (records submitted without a wake-up too).
     func poll() throws {
-        let rc = ring_buffer__poll(ring, Self.pollTimeoutMs)
+        let rc = tn_ring_wait(ring, Self.pollTimeoutMs)
         if rc < 0 && rc != -EINTR {
-            throw BenchError("ring_buffer__poll: \(String(cString: strerror(-rc)))")
+            throw BenchError("tn_ring_wait: \(String(cString: strerror(-rc)))")
         }
-        let consumed = ring_buffer__consume(ring)
-        if consumed < 0 && consumed != -EINTR {
-            throw BenchError("ring_buffer__consume: \(String(cString: strerror(-consumed)))")
-        }
+        _ = tn_ring_drain(ring, readerRecord, Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// Consumes every record available without waiting; returns how many.
     func consume() throws -> Int {
-        let rc = ring_buffer__consume(ring)
-        if rc < 0 { throw BenchError("ring_buffer__consume: \(String(cString: strerror(-rc)))") }
-        return Int(rc)
+        Int(tn_ring_drain(ring, readerRecord, Unmanaged.passUnretained(self).toOpaque()))
     }
 
-    fileprivate func deliver(_ data: UnsafeMutableRawPointer?, _ size: Int) {
+    fileprivate func deliver(_ data: UnsafeRawPointer?, _ size: Int) {
         handler(UnsafeRawBufferPointer(start: data, count: size))
     }
 }
 
-private func readerSample(_ context: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
-    guard let context else { return 0 }
-    // The reader outlives every poll that calls back: no retain and release per record.
+private func readerRecord(_ context: UnsafeMutableRawPointer?, _ data: UnsafeRawPointer?, _ size: Int) {
+    guard let context else { return }
+    // The reader outlives every drain that calls back: no retain and release per record.
     Unmanaged<Reader>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.deliver(data, size) }
-    return 0
 }
 
 struct BenchError: Error, CustomStringConvertible {

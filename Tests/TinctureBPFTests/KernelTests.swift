@@ -130,12 +130,9 @@ final class KernelTests: XCTestCase {
                 }
             }
 
-            let (listener, port) = try Self.loopbackListener()
-            defer { close(listener) }
-            let client = Self.connectLoopback(port)
-            defer { close(client) }
-            let server = accept(listener, nil, nil)
-            defer { close(server) }
+            let pair = try LoopbackPair()
+            defer { pair.close() }
+            let (client, server, port) = (pair.client, pair.server, pair.port)
             let request = Array("GET /shared HTTP/1.1\r\nX-Request-ID: s-1\r\n\r\n".utf8)
             XCTAssertEqual(write(client, request, request.count), request.count)
             var buffer = [UInt8](repeating: 0, count: 256)
@@ -167,6 +164,51 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The reader hands over every record, in order and intact, while the ring wraps
+    /// several times: records of every length modulo 8, paced so the ring never fills.
+    func testRingReaderKeepsEveryRecordAcrossWraps() throws {
+        let hook = Hooks.httpPayload
+        var config = ProbeConfig()
+        config.selfTgid = 0  // this test process is the traffic
+        let plan = AttachPlan(entries: [.init(hook: hook, mode: .tracepoint, programs: hook.variants(for: .tracepoint).last!,
+                                              attempts: [])])
+        let probes = try LoadedProbes(plan: plan, config: config)
+        defer { probes.detach() }
+        let collector = try RingCollector(probes) { event -> String? in
+            if case .payload(let p) = event, p.direction == .send { return String(decoding: p.bytes, as: UTF8.self) }
+            return nil
+        }
+        let pair = try LoopbackPair()
+        defer { pair.close() }
+        let (client, server) = (pair.client, pair.server)
+
+        // ~600 bytes per record (header and 512 bytes of head): 8 000 records are ~5 ring laps.
+        let count = 8000, pace = 500
+        var sent: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for i in 0..<count {
+            let head = "GET /\(i) HTTP/1.1\r\nX-Pad: \(String(repeating: "p", count: 400 + i % 97))\r\n\r\n"
+            sent.append(String(decoding: head.utf8.prefix(Int(config.payloadMax)), as: UTF8.self))
+            let bytes = Array(head.utf8)
+            XCTAssertEqual(write(client, bytes, bytes.count), bytes.count)
+            var got = 0
+            while got < bytes.count { got += max(0, read(server, &buffer, buffer.count)) }
+            if i % pace == pace - 1 {
+                let deadline = Date().addingTimeInterval(5)
+                while Date() < deadline && collector.events.withLock({ $0.count }) < i + 1 { usleep(1000) }
+            }
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && collector.events.withLock({ $0.count }) < count { usleep(10_000) }
+        XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval")
+        let got = collector.events.withLock { $0 }
+        XCTAssertEqual(probes.kernelCounters().lost[.payload], 0)
+        XCTAssertEqual(got.count, count)
+        if got.count == count {
+            XCTAssertEqual(zip(got, sent).filter { $0.0 != $0.1 }.count, 0, "records changed or reordered")
+        }
+    }
+
     private func checkPayloadCapture(hook: HookSpec, programs: [String]) throws {
         var config = ProbeConfig()
         config.selfTgid = 0  // this test process is the traffic
@@ -188,13 +230,9 @@ final class KernelTests: XCTestCase {
         }
         defer { XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval") }
 
-        let (listener, port) = try Self.loopbackListener()
-        defer { close(listener) }
-        let client = Self.connectLoopback(port)
-        defer { close(client) }
-        let server = accept(listener, nil, nil)
-        XCTAssertGreaterThanOrEqual(server, 0)
-        defer { close(server) }
+        let pair = try LoopbackPair()
+        defer { pair.close() }
+        let (client, server, port) = (pair.client, pair.server, pair.port)
 
         let heads = ["GET /one HTTP/1.1\r\nX-Request-ID: w-1\r\n\r\n",
                      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
@@ -311,6 +349,22 @@ final class KernelTests: XCTestCase {
             }
         }
         return (fd, UInt16(bigEndian: sa.sin_port))
+    }
+}
+
+/// A listener on 127.0.0.1 with one connection accepted: both ends and the port.
+struct LoopbackPair {
+    let listener: Int32, client: Int32, server: Int32, port: UInt16
+
+    init() throws {
+        (listener, port) = try KernelTests.loopbackListener()
+        client = KernelTests.connectLoopback(port)
+        server = accept(listener, nil, nil)
+        XCTAssertGreaterThanOrEqual(server, 0)
+    }
+
+    func close() {
+        for fd in [server, client, listener] { _ = Glibc.close(fd) }
     }
 }
 

@@ -37,4 +37,18 @@ size_t tn_libbpf_log_take(char *buf, size_t cap);
  */
 int tn_drop_all_capabilities(void);
 
+/*
+ * A reader of a BPF ring buffer map (ring.c). Records are handed over in
+ * place, in order; the space is returned to the producers in batches.
+ */
+struct tn_ring;
+typedef void (*tn_ring_record_fn)(void *ctx, const void *data, size_t size);
+/* Map `map_fd` (BPF_MAP_TYPE_RINGBUF) and watch it for wake-ups. NULL and errno on failure. */
+struct tn_ring *tn_ring_open(int map_fd);
+void tn_ring_close(struct tn_ring *ring);
+/* Block until a producer wakes the reader or `timeout_ms` passes: 1, 0, or -errno. */
+int tn_ring_wait(struct tn_ring *ring, int timeout_ms);
+/* Hand every complete record waiting (at most one ring's worth) to `fn`; the count. */
+long tn_ring_drain(struct tn_ring *ring, tn_ring_record_fn fn, void *ctx);
+
 #endif

@@ -50,8 +50,8 @@ ARCH=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 mkdir -p "$OUT"
 
 {
-	echo "  BTF    .build/bpf/vmlinux.h"
-	make --no-print-directory .build/bpf/vmlinux.h
+	# the agent's BPF object and skeleton: the Swift reader links the agent's ring reader
+	make --no-print-directory bpf
 	echo "  BPF    $OUT/producer.bpf.o"
 	"$CLANG" -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$ARCH -I.build/bpf \
 		-c $HERE/producer.bpf.c -o $OUT/producer.bpf.o
