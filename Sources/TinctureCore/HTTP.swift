@@ -54,13 +54,23 @@ public enum HTTPParser {
     /// still checked and skipped like any other line, but never become strings: the
     /// correlator asks only for its request-ID headers, on every request it sees.
     public static func parse(_ bytes: [UInt8], keeping: HeaderNames? = nil) -> HTTPMessageHead? {
+        bytes.withUnsafeBufferPointer { parse($0, keeping: keeping) }
+    }
+
+    /// The same, over bytes in place: the parser walks them without reference
+    /// counting (the agent parses every captured request and response).
+    public static func parse(_ bytes: Bytes, keeping: HeaderNames? = nil) -> HTTPMessageHead? {
         if bytes.count >= 7 && bytes[0] == 0x48 && bytes.starts(with: responsePrefix) {
             return parseResponse(bytes).map(HTTPMessageHead.response)
         }
         return parseRequest(bytes, keeping: keeping).map(HTTPMessageHead.request)
     }
 
+    public typealias Bytes = UnsafeBufferPointer<UInt8>
+    typealias ByteSlice = Slice<Bytes>
+
     private static let responsePrefix = Array("HTTP/1.".utf8)
+    private static let requestVersion = Array(" HTTP/1.".utf8)
 
     /// A set of header names, lower case, matched against raw bytes without building strings.
     public struct HeaderNames: Sendable, Equatable {
@@ -74,7 +84,7 @@ public enum HTTPParser {
         }
 
         /// The lower-case name `name` matches, case-insensitively, if it is one of these.
-        func match(_ name: ArraySlice<UInt8>) -> String? {
+        func match(_ name: ByteSlice) -> String? {
             names.firstIndex { wanted in
                 wanted.count == name.count && zip(wanted, name).allSatisfy { w, c in
                     w == (c >= 0x41 && c <= 0x5a ? c | 0x20 : c)
@@ -84,16 +94,16 @@ public enum HTTPParser {
     }
 
     /// "HTTP/1.1 200 OK": the status code.
-    static func parseResponse(_ b: [UInt8]) -> HTTPResponseHead? {
+    static func parseResponse(_ b: Bytes) -> HTTPResponseHead? {
         // "HTTP/1.x" then SP then three digits then SP, CR or LF (or the end of a short capture).
         guard b.count >= 12, isDigit(b[7]), b[8] == 0x20 else { return nil }
         let digits = b[9..<12]
         guard digits.allSatisfy(isDigit), digits.first != UInt8(ascii: "0") else { return nil }
-        if b.count > 12 && ![0x20, 0x0d, 0x0a].contains(b[12]) { return nil }
+        if b.count > 12 && b[12] != 0x20 && b[12] != 0x0d && b[12] != 0x0a { return nil }
         return HTTPResponseHead(status: digits.reduce(0) { $0 * 10 + Int($1 - 0x30) })
     }
 
-    static func parseRequest(_ b: [UInt8], keeping: HeaderNames? = nil) -> HTTPRequestHead? {
+    static func parseRequest(_ b: Bytes, keeping: HeaderNames? = nil) -> HTTPRequestHead? {
         // Method: an upper-case token, then one space.
         var i = 0
         while i < b.count && i <= maxMethodLength && isUpperToken(b[i]) { i += 1 }
@@ -115,7 +125,7 @@ public enum HTTPParser {
             return HTTPRequestHead(method: method, target: target, headers: [], complete: false)
         }
         // " HTTP/1.x" then end of line.
-        let version = Array(" HTTP/1.".utf8)
+        let version = requestVersion
         let rest = b[i...]
         if rest.count < version.count + 1 {
             guard rest.elementsEqual(version.prefix(rest.count)), knownMethods.contains(method) else { return nil }
@@ -136,7 +146,7 @@ public enum HTTPParser {
     }
 
     /// Header lines until the empty line; (headers, whether the empty line was seen).
-    static func parseHeaders(_ b: [UInt8], from start: Int,
+    static func parseHeaders(_ b: Bytes, from start: Int,
                              keeping: HeaderNames? = nil) -> ([(name: String, value: String)], Bool) {
         var headers: [(name: String, value: String)] = []
         // Whether the last header line was kept (a continuation line belongs to it).
@@ -179,7 +189,7 @@ public enum HTTPParser {
     }
 
     /// The next line ending at or after `from`: where the line's content stops and the next begins.
-    static func endOfLine(_ b: [UInt8], from: Int) -> (start: Int, next: Int)? {
+    static func endOfLine(_ b: Bytes, from: Int) -> (start: Int, next: Int)? {
         var i = from
         while i < b.count {
             if b[i] == 0x0a { return (i > from && b[i - 1] == 0x0d ? i - 1 : i, i + 1) }
@@ -188,7 +198,7 @@ public enum HTTPParser {
         return nil
     }
 
-    static func trim(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    static func trim(_ s: ByteSlice) -> ByteSlice {
         var s = s
         while let f = s.first, f == 0x20 || f == 0x09 { s.removeFirst() }
         while let l = s.last, l == 0x20 || l == 0x09 { s.removeLast() }
