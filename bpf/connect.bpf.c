@@ -43,22 +43,32 @@ struct {
 static const __u64 tn_connect_bounds[TN_CONNECT_BUCKETS] = TN_CONNECT_BOUNDS_NS;
 
 /* Count one connect in the kernel histogram; false when the map is full. */
+/* `trusted`: sk is a BTF pointer (tracepoint mode), read with plain loads; else probe reads. */
 static __always_inline bool count_connect(struct sock *sk, struct tn_owner *o, bool established,
-					  __s32 error, __u64 dur)
+					  __s32 error, __u64 dur, bool trusted)
 {
 	struct tn_connect_hist_key key = {};
 	struct tn_connect_hist *h, zero = {};
 	__u32 i, bucket = TN_CONNECT_BUCKETS;
 
 	__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
-	key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	key.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	key.error = error;
 	key.established = established;
-	if (key.family == AF_INET6)
-		bpf_core_read(key.daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
-	else
-		BPF_CORE_READ_INTO((__u32 *)key.daddr, sk, __sk_common.skc_daddr);
+	if (trusted) {
+		key.family = sk->__sk_common.skc_family;
+		key.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+		if (key.family == AF_INET6)
+			__builtin_memcpy(key.daddr, &sk->__sk_common.skc_v6_daddr, TN_ADDR_LEN);
+		else
+			*(__u32 *)key.daddr = sk->__sk_common.skc_daddr;
+	} else {
+		key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		key.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (key.family == AF_INET6)
+			bpf_core_read(key.daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
+		else
+			BPF_CORE_READ_INTO((__u32 *)key.daddr, sk, __sk_common.skc_daddr);
+	}
 	h = bpf_map_lookup_elem(&tn_connect_hists, &key);
 	if (!h) {
 		bpf_map_update_elem(&tn_connect_hists, &key, &zero, BPF_NOEXIST);
@@ -113,7 +123,7 @@ static __always_inline void connect_end(struct sock *sk, int newstate, __u64 coo
 	 */
 	syn_retransmits = tn_cfg.retransmit_hook ? o->syn_retransmits
 						 : BPF_CORE_READ((struct tcp_sock *)sk, total_retrans);
-	counted = count_connect(sk, o, newstate == TN_TCP_ESTABLISHED, error, dur);
+	counted = count_connect(sk, o, newstate == TN_TCP_ESTABLISHED, error, dur, mode == TN_MODE_TRACEPOINT);
 	if (newstate == TN_TCP_ESTABLISHED) {
 		__u64 us = dur / 1000;
 
@@ -158,7 +168,11 @@ static __always_inline void on_state_change(struct sock *sk, int oldstate,
 
 	if (oldstate == TN_TCP_SYN_SENT && newstate != TN_TCP_SYN_SENT)
 		connect_end(sk, newstate, cookie, mode);
-	if (newstate == TN_TCP_CLOSE)
+	/*
+	 * Most sockets that close were never owned (an accepting server's sockets
+	 * that did not send): a lookup finds that without the delete's bucket lock.
+	 */
+	if (newstate == TN_TCP_CLOSE && bpf_map_lookup_elem(&tn_owners, &key))
 		bpf_map_delete_elem(&tn_owners, &key);
 }
 
@@ -225,7 +239,7 @@ int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tn_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	/* listen() moves the socket to LISTEN in process context */
 	if ((tn_cfg.roles & TN_ROLE_LISTEN_OWNER) && newstate == TN_TCP_LISTEN) {
