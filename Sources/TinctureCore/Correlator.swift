@@ -198,10 +198,10 @@ public struct Correlator: Sendable {
             begin(request, p)
             return finished
         case .response(let response):
-            guard let current = inFlight[p.cookie] else { return [] }
-            // A client receives its response; a server sends it.
-            let expected: PayloadSample.Direction = current.record.side == .client ? .receive : .send
-            guard p.direction == expected else { return [] }
+            // A client receives its response; a server sends it. (Reads the side alone:
+            // the whole record is not copied to look at it.)
+            guard let side = inFlight[p.cookie]?.record.side else { return [] }
+            guard p.direction == (side == .client ? .receive : .send) else { return [] }
             return finish(p.cookie, end: .responded, status: response.status, atNs: p.timestampNs).map { [$0] } ?? []
         }
     }
