@@ -44,23 +44,58 @@ static __always_inline bool tn_streaming(void)
 	return c && c->stream_all;
 }
 
+/* Per CPU: bytes submitted since the fill level was last read, and what it said. */
+struct tn_wakeup {
+	__u64 unchecked;
+	__u64 above;  /* the last look found a batch or more waiting */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tn_wakeup);
+} tn_wakeups SEC(".maps") __weak;
+
 /*
- * Submit flags for a record of `size` bytes: wake the reader only when this
- * record takes the waiting data across the batch size. The reader also drains
- * on a short bounded interval, so a quiet stream is never stranded, and a busy
- * one costs one wake-up per batch instead of one per record. Only the crossing
- * wakes: while the reader lags behind a full batch it is awake and draining
- * (and its poll reports a non-empty ring at once), so further wake-ups would
- * each cost an interrupt for nothing. `reserved`: the record is already
- * reserved (counted in the waiting data), else it is about to be output.
+ * Submit flags for a record of `size` bytes: wake the reader once a batch is
+ * waiting. The reader also drains on a short bounded interval, so a quiet
+ * stream is never stranded, and a busy one costs one wake-up per batch instead
+ * of one per record. Each CPU looks at the fill level once per wakeup_check
+ * bytes it submits (the level is a cache line every producer and the reader
+ * write) and wakes the reader when it finds a batch or more waiting, once,
+ * until a later look finds less: while the reader lags behind it is awake and
+ * draining, and more wake-ups would each cost an interrupt for nothing. Waking
+ * only on the record that crosses the batch size is not enough: producers on
+ * two CPUs can step over the crossing together (each computing from the level
+ * before the other's record), and the reader would then sleep until its poll
+ * interval, by which time a busy ring has overflowed. `reserved`: the record
+ * is already reserved (counted in the waiting data), else it is about to be
+ * output.
  */
 static __always_inline __u64 tn_wakeup_flags(__u64 size, bool reserved)
 {
-	__u64 batch = tn_streaming() ? TN_WAKEUP_BYTES_LIVE : TN_WAKEUP_BYTES;
-	__u64 avail = bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA);
-	__u64 after = reserved ? avail : avail + size;
+	__u32 zero = 0;
+	struct tn_wakeup *w = bpf_map_lookup_elem(&tn_wakeups, &zero);
+	bool live = tn_streaming();
+	__u64 avail;
 
-	return after >= batch && after - size < batch ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (!w)
+		return 0;
+	/* per CPU; a softirq record interrupting this one may lose a count: harmless */
+	w->unchecked += size;
+	if (w->unchecked < (live ? tn_cfg.wakeup_check_live : tn_cfg.wakeup_check))
+		return BPF_RB_NO_WAKEUP;
+	w->unchecked = 0;
+	avail = bpf_ringbuf_query(&tn_events, BPF_RB_AVAIL_DATA) + (reserved ? 0 : size);
+	if (avail < (live ? TN_WAKEUP_BYTES_LIVE : TN_WAKEUP_BYTES)) {
+		w->above = 0;
+		return BPF_RB_NO_WAKEUP;
+	}
+	if (w->above)
+		return BPF_RB_NO_WAKEUP;
+	w->above = 1;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 /* Loss and state counters, per CPU so the hot path never contends. */

@@ -53,6 +53,8 @@ struct tn_config {
 	__u32 payload_max;      /* bytes of an HTTP payload to copy, at most TN_PAYLOAD_MAX */
 	__u32 roles;            /* enum tn_role: what the programs on shared attach points do */
 	__u64 connect_min_ns;   /* successful connects at least this long travel as events */
+	__u32 wakeup_check;     /* bytes a CPU submits between looks at the ring's fill level */
+	__u32 wakeup_check_live; /* the same while a live subscriber is attached */
 };
 
 /*
@@ -80,6 +82,8 @@ struct tn_control {
 /*
  * Ring-buffer wake-ups are batched: a record wakes the reader only once this
  * much data is waiting; otherwise the reader finds it on its next bounded poll.
+ * Each CPU looks at the fill level only every tn_config.wakeup_check bytes it
+ * submits (the level is a cache line every producer and the reader write).
  */
 #define TN_WAKEUP_BYTES (256 * 1024)
 /* While a live subscriber is attached: small batches, so its bounded queue sees no bursts. */

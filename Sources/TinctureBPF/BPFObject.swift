@@ -18,6 +18,8 @@ final class BPFObject {
         c.retransmit_hook = config.retransmitHook ? 1 : 0
         c.payload_max = config.payloadMax
         c.roles = config.roles
+        c.wakeup_check = config.wakeupCheckBytes
+        c.wakeup_check_live = config.wakeupCheckBytesLive
         c.id_secret = config.idSecret
         skeleton = try Libbpf.check(tn_skel_open(&c), .open, "embedded BPF object tincture")
         object = tn_skel_object(skeleton)
