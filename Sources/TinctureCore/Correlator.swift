@@ -166,29 +166,32 @@ public struct Correlator: Sendable {
         // SYN retransmits do not travel with the payload: remember them for the first
         // request. A new connect on this cookie is a new connection: its request count
         // starts over.
-        let inFlight = self.inFlight
-        evictedSockets += UInt64(sockets.replace(
-            c.cookie, with: SocketState(connectNs: c.durationNs, synRetransmits: c.synRetransmits, hasConnect: true),
-            keep: { inFlight[$0] != nil }))
+        changeSockets { table, keep in
+            table.replace(c.cookie, with: SocketState(connectNs: c.durationNs, synRetransmits: c.synRetransmits,
+                                                      hasConnect: true), keep: keep)
+        }
     }
 
     /// Sees a socket (it becomes the most recently seen) and updates its state. Past
     /// the socket limit, the half seen longest ago is forgotten, except sockets with
     /// a request in flight; each forgotten socket is counted.
     private mutating func see(_ cookie: UInt64, _ body: (inout SocketState) -> Void) {
-        // Making room keeps sockets with a request in flight. A local copy of the map
-        // (the table is being changed) and a closure that does not escape: nothing is
-        // allocated per request.
+        changeSockets { table, keep in table.update(cookie, keep: keep, body) }
+    }
+
+    /// Changes the socket table, telling it which sockets making room must keep (those
+    /// with a request in flight), and counts what it forgot. The test reads a local
+    /// copy of the map (the table is being changed) and does not escape: nothing is
+    /// allocated per request.
+    private mutating func changeSockets(_ change: (inout SocketTable, (UInt64) -> Bool) -> Int) {
         let inFlight = self.inFlight
-        evictedSockets += UInt64(sockets.update(cookie, keep: { inFlight[$0] != nil }, body))
+        evictedSockets += UInt64(change(&sockets) { inFlight[$0] != nil })
     }
 
     /// A captured payload; returns the records it finished (a response, or a request
     /// that a new one superseded).
     public mutating func payload(_ p: PayloadSample) -> [RequestRecord] {
-        guard p.cookie != 0,
-              let head = p.bytes.withUnsafeBufferPointer({ HTTPParser.parse($0, keeping: extractor.headerNames) })
-        else { return [] }
+        guard p.cookie != 0, let head = HTTPParser.parse(p.bytes, keeping: extractor.headerNames) else { return [] }
         switch head {
         case .request(let request):
             var finished: [RequestRecord] = []
