@@ -42,8 +42,10 @@ struct {
 
 static const __u64 tn_connect_bounds[TN_CONNECT_BUCKETS] = TN_CONNECT_BOUNDS_NS;
 
-/* Count one connect in the kernel histogram; false when the map is full. */
-/* `trusted`: sk is a BTF pointer (tracepoint mode), read with plain loads; else probe reads. */
+/*
+ * Count one connect in the kernel histogram; false when the map is full.
+ * `trusted`: sk is a BTF pointer (tracepoint mode), read with plain loads; else probe reads.
+ */
 static __always_inline bool count_connect(struct sock *sk, struct tn_owner *o, bool established,
 					  __s32 error, __u64 dur, bool trusted)
 {

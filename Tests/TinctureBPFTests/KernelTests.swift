@@ -308,8 +308,11 @@ final class KernelTests: XCTestCase {
     }
 
     /// Whether the kernel has Linux 6.3's socket send/receive tracepoints (and the BTF
-    /// the programs on them need). /proc files read as empty through Foundation: stdio here.
-    private func kernelHasSocketTracepoints() -> Bool {
+    /// the programs on them need). Looked up once per test run (kallsyms is megabytes);
+    /// /proc files read as empty through Foundation: stdio here.
+    private func kernelHasSocketTracepoints() -> Bool { Self.socketTracepoints }
+
+    private static let socketTracepoints: Bool = {
         guard access("/sys/kernel/btf/vmlinux", R_OK) == 0, let file = fopen("/proc/kallsyms", "r") else { return false }
         defer { fclose(file) }
         var line: UnsafeMutablePointer<CChar>?
@@ -319,7 +322,7 @@ final class KernelTests: XCTestCase {
             if let line, strstr(line, " __traceiter_sock_recv_length") != nil { return true }
         }
         return false
-    }
+    }()
 
     /// A socket connected to 127.0.0.1:`port` (the test fails if the connect does).
     static func connectLoopback(_ port: UInt16) -> Int32 {
