@@ -15,7 +15,10 @@ enum {
 	TN_TCP_ESTABLISHED = 1,
 	TN_TCP_SYN_SENT = 2,
 	TN_TCP_SYN_RECV = 3,
+	TN_TCP_FIN_WAIT1 = 4,
 	TN_TCP_CLOSE = 7,
+	TN_TCP_CLOSE_WAIT = 8,
+	TN_TCP_LAST_ACK = 9,
 	TN_TCP_LISTEN = 10,
 };
 
@@ -231,6 +234,68 @@ static __always_inline struct sock *tn_file_sock(struct file *f)
 		return NULL;
 	sock = BPF_CORE_READ(f, private_data);
 	return BPF_CORE_READ(sock, sk);
+}
+
+/*
+ * Sockets that carried an HTTP request, and the id its capture used while the
+ * request waits for its response (0 once a response was seen). When such a
+ * socket leaves the connection with a request in flight, the agent hears of it.
+ * LRU bounds what sockets that never close could hold.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);      /* struct sock * */
+	__type(value, __u64);    /* id of the request in flight, or 0 */
+} tn_http_socks SEC(".maps") __weak;
+
+/*
+ * A state change that ends a connection for its requests: this end closed it
+ * (FIN_WAIT1 from ESTABLISHED, LAST_ACK after the peer's FIN) or it was reset
+ * or aborted (CLOSE). A peer's FIN alone (CLOSE_WAIT) is not one: a response
+ * may still sit unread in the receive queue.
+ */
+static __always_inline bool tn_leaves_connection(int oldstate, int newstate)
+{
+	return (oldstate == TN_TCP_ESTABLISHED || oldstate == TN_TCP_CLOSE_WAIT) &&
+	       (newstate == TN_TCP_FIN_WAIT1 || newstate == TN_TCP_LAST_ACK || newstate == TN_TCP_CLOSE);
+}
+
+/*
+ * `sk` left its connection: if a request on it still waits for its response,
+ * a data-less payload record (TN_DIR_CLOSE) tells the agent. Most sockets that
+ * close carried no request: one lookup.
+ */
+static __always_inline void tn_http_close(struct sock *sk, __u8 mode)
+{
+	__u64 key = (__u64)sk, *in_flight = bpf_map_lookup_elem(&tn_http_socks, &key), id, pid_tgid;
+	struct tn_payload_event *e;
+
+	if (!in_flight)
+		return;
+	id = *in_flight;
+	bpf_map_delete_elem(&tn_http_socks, &key);
+	if (!id)
+		return;
+	e = bpf_ringbuf_reserve(&tn_events, TN_PAYLOAD_HEADER_SIZE, 0);
+	if (!e) {
+		tn_count(TN_EVENT_PAYLOAD);
+		return;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	e->kind = TN_EVENT_PAYLOAD;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->len = 0;
+	e->total = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cookie = id;
+	e->direction = TN_DIR_CLOSE;
+	e->mode = mode;
+	e->connect_us = 0;
+	tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, tn_wakeup_flags(TN_PAYLOAD_HEADER_SIZE, true));
 }
 
 #endif /* TINCTURE_COMMON_BPF_H */

@@ -194,11 +194,16 @@ int BPF_PROG(tn_fentry_tcp_v6_connect, struct sock *sk)
 	return 0;
 }
 
+/* Shared with the payload hook, which hears of requests' sockets closing here (enum tn_role). */
 SEC("fentry/tcp_set_state")
 int BPF_PROG(tn_fentry_tcp_set_state, struct sock *sk, int state)
 {
 	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
 
+	if ((tn_cfg.roles & TN_ROLE_CLOSE) && tn_leaves_connection(old, state))
+		tn_http_close(sk, TN_MODE_FENTRY);
+	if (!(tn_cfg.roles & TN_ROLE_CONNECT))
+		return 0;
 	/* give every connection a cookie: later events (and the payload hook) join on it */
 	if (state == TN_TCP_ESTABLISHED)
 		bpf_get_socket_cookie(sk);
@@ -224,11 +229,16 @@ int BPF_KPROBE(tn_kprobe_tcp_v6_connect, struct sock *sk)
 	return 0;
 }
 
+/* Shared with the payload hook, as the fentry program is. */
 SEC("kprobe/tcp_set_state")
 int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 {
 	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
 
+	if ((tn_cfg.roles & TN_ROLE_CLOSE) && tn_leaves_connection(old, state))
+		tn_http_close(sk, TN_MODE_KPROBE);
+	if (!(tn_cfg.roles & TN_ROLE_CONNECT))
+		return 0;
 	/* kprobes cannot call the cookie helper: use the cookie if one was assigned */
 	if (old == TN_TCP_SYN_SENT || state == TN_TCP_CLOSE)
 		on_state_change(sk, old, state, tn_socket_id(sk), TN_MODE_KPROBE);
@@ -237,12 +247,17 @@ int BPF_KPROBE(tn_kprobe_tcp_set_state, struct sock *sk, int state)
 
 /* ---- tracepoint (BTF-typed: needs no tracefs, can read the cookie) ---- */
 
-/* Shared with the retransmit hook, which records listeners' owners here (enum tn_role). */
+/*
+ * Shared with the retransmit hook, which records listeners' owners here, and
+ * the payload hook, which hears of requests' sockets closing (enum tn_role).
+ */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tn_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
+	if ((tn_cfg.roles & TN_ROLE_CLOSE) && tn_leaves_connection(oldstate, newstate))
+		tn_http_close(sk, TN_MODE_TRACEPOINT);
 	/* listen() moves the socket to LISTEN in process context */
 	if ((tn_cfg.roles & TN_ROLE_LISTEN_OWNER) && newstate == TN_TCP_LISTEN) {
 		tn_own_socket(sk, 0);

@@ -4,7 +4,9 @@
  * correlation. Hooked at the syscalls (write, sendto, sendmsg, writev; read,
  * recvfrom, recvmsg, readv) with the fd resolved to its socket, so one body
  * serves every kernel without following iov_iter's changes. Everything that
- * is not HTTP costs one 4-byte check.
+ * is not HTTP costs one 4-byte check. A socket that leaves its connection
+ * with a request in flight is reported by the set_state programs
+ * (tn_http_close, role TN_ROLE_CLOSE), which this hook loads too.
  *   fentry:     fentry (sends) and fentry+fexit (receives) on __x64_sys_*
  *   kprobe:     ksyscall / kretsyscall on the same syscalls
  *   tracepoint: tp_btf sock/sock_send_length and sock/sock_recv_length, which
@@ -62,13 +64,15 @@ static __always_inline struct sock *tcp_sock_of(int fd)
 	return sk;
 }
 
+enum { HTTP_NONE, HTTP_REQUEST, HTTP_RESPONSE };
+
 /* The one cheap check: does the buffer start like an HTTP/1.x request or response? */
-static __always_inline bool looks_like_http(__u64 buf)
+static __always_inline int http_start(__u64 buf)
 {
 	__u32 w = 0;
 
 	if (!buf || bpf_probe_read_user(&w, sizeof(w), (void *)buf))
-		return false;
+		return HTTP_NONE;
 	/* little-endian 4-byte prefixes */
 	switch (w) {
 	case 0x20544547: /* "GET " */
@@ -80,10 +84,11 @@ static __always_inline bool looks_like_http(__u64 buf)
 	case 0x43544150: /* "PATC" */
 	case 0x4e4e4f43: /* "CONN" */
 	case 0x43415254: /* "TRAC" */
+		return HTTP_REQUEST;
 	case 0x50545448: /* "HTTP" */
-		return true;
+		return HTTP_RESPONSE;
 	}
-	return false;
+	return HTTP_NONE;
 }
 
 /*
@@ -111,9 +116,27 @@ static __always_inline void trusted_endpoints(struct sock *sk, struct tn_payload
 	}
 }
 
-/* `trusted`: sk is a BTF pointer from the tracepoint, else an address read from memory. */
+/*
+ * Whether the socket has a request in flight, for tn_http_close: a request
+ * sets it (a map update only on a socket's first request), a response clears
+ * it in place.
+ */
+static __always_inline void track_request(__u64 sk_key, __u64 id, int http)
+{
+	__u64 *in_flight = bpf_map_lookup_elem(&tn_http_socks, &sk_key);
+
+	if (in_flight)
+		*in_flight = http == HTTP_REQUEST ? id : 0;
+	else if (http == HTTP_REQUEST)
+		bpf_map_update_elem(&tn_http_socks, &sk_key, &id, BPF_ANY);
+}
+
+/*
+ * `http`: what http_start() found. `trusted`: sk is a BTF pointer from the
+ * tracepoint, else an address read from memory.
+ */
 static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 direction, __u8 mode,
-				 bool trusted)
+				 int http, bool trusted)
 {
 	__u32 zero = 0, n;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -151,6 +174,7 @@ static __always_inline void emit(struct sock *sk, __u64 buf, __u64 total, __u8 d
 		e->cookie = tn_socket_id(sk);
 		tn_read_endpoints(sk, false, &e->family, e->saddr, e->daddr, &e->sport, &e->dport);
 	}
+	track_request(sk_key, e->cookie, http);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* only the filled part of data[] travels; count the loss if the ring is full */
 	if (bpf_ringbuf_output(&tn_events, e, TN_PAYLOAD_HEADER_SIZE + (n & (TN_PAYLOAD_MAX - 1)),
@@ -213,16 +237,18 @@ static __always_inline void sys_enter(long nr, __u64 a0, __u64 a1, __u64 a2, __u
 	__u64 buf = 0, len = a2;
 	struct sock *sk;
 	bool send;
+	int http;
 
 	buf = syscall_buffer(nr, a1, a2, &len, &send);
 	if (!buf || self())
 		return;
 	if (send) {
-		if (!looks_like_http(buf))
+		http = http_start(buf);
+		if (!http)
 			return;
 		sk = tcp_sock_of((int)a0);
 		if (sk)
-			emit(sk, buf, len, TN_DIR_SEND, mode, false);
+			emit(sk, buf, len, TN_DIR_SEND, mode, http, false);
 		return;
 	}
 	sk = tcp_sock_of((int)a0);
@@ -240,11 +266,12 @@ static __always_inline void recv_exit(long ret, __u8 mode)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct tn_recv *r = bpf_map_lookup_elem(&tn_recvs, &tid);
+	int http;
 
 	if (!r)
 		return;
-	if (ret > 0 && looks_like_http(r->buf))
-		emit((struct sock *)r->sk, r->buf, ret, TN_DIR_RECV, mode, false);
+	if (ret > 0 && (http = http_start(r->buf)))
+		emit((struct sock *)r->sk, r->buf, ret, TN_DIR_RECV, mode, http, false);
 	bpf_map_delete_elem(&tn_recvs, &tid);
 }
 
@@ -283,13 +310,14 @@ static __always_inline void sock_io(struct sock *sk, int ret, bool send)
 	struct pt_regs *regs;
 	__u64 buf, len;
 	bool sends;
+	int http;
 
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	buf = syscall_buffer(regs->orig_ax, regs->si, regs->dx, &len, &sends);
-	if (sends != send || !looks_like_http(buf) || !fd_is(sk, (int)regs->di))
+	if (sends != send || !(http = http_start(buf)) || !fd_is(sk, (int)regs->di))
 		return;
 	emit(sk, buf, (__u64)ret < len ? (__u64)ret : len, send ? TN_DIR_SEND : TN_DIR_RECV,
-	     TN_MODE_TRACEPOINT, true);
+	     TN_MODE_TRACEPOINT, http, true);
 }
 
 /*

@@ -63,10 +63,11 @@ struct tn_config {
  * hook that chose another attach mode leaves its part switched off.
  */
 enum tn_role {
-	TN_ROLE_CONNECT = 1,      /* tn_tp_inet_sock_set_state: connect latency (connect hook) */
+	TN_ROLE_CONNECT = 1,      /* the set_state programs: connect latency (connect hook) */
 	TN_ROLE_LISTEN_OWNER = 2, /* tn_tp_inet_sock_set_state: listeners' owners (retransmit hook) */
 	TN_ROLE_SEND_OWNER = 4,   /* tn_tp_sock_send_length: senders' owners (retransmit hook) */
 	TN_ROLE_PAYLOAD = 8,      /* tn_tp_sock_send_length: HTTP heads sent (payload hook) */
+	TN_ROLE_CLOSE = 16,       /* the set_state programs: a request's socket closed (payload hook) */
 };
 
 /*
@@ -228,6 +229,7 @@ struct tn_poll_event {
 /* payload directions */
 #define TN_DIR_SEND 1
 #define TN_DIR_RECV 2
+#define TN_DIR_CLOSE 3   /* no data: the socket of a request in flight left the connection */
 
 /*
  * The first bytes of one send or receive on a TCP socket that start like an
@@ -245,7 +247,7 @@ struct tn_payload_event {
 	__u16 family;
 	__u16 sport;             /* local port, host order */
 	__u16 dport;             /* remote port, host order */
-	__u8 direction;          /* TN_DIR_SEND or TN_DIR_RECV */
+	__u8 direction;          /* TN_DIR_SEND, TN_DIR_RECV or TN_DIR_CLOSE */
 	__u8 mode;
 	__u32 connect_us;        /* first payload on a socket this side connected: the connect's
 				  * latency (µs, at least 1), else 0 */

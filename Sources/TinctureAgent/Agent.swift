@@ -107,7 +107,7 @@ public final class Agent: @unchecked Sendable {
                                          },
                                          explain: { [self] id in explainLines(id) })
             self.stream = stream
-            let reader = try probes.makeReader { [self] bytes in consume(bytes) }
+            let reader = try probes.makeReader(handler: { [self] bytes in consume(bytes) }, idle: { [self] in idle() })
 
             // Everything privileged is done: probes attached, sockets bound.
             do {
@@ -179,12 +179,20 @@ public final class Agent: @unchecked Sendable {
         }
         // Exemplar timestamps: the clock is read only when a request finished.
         let finished = state.withLock { $0.apply(event) { Double(Clock.nowRealtimeNs()) / 1e9 } }
-        if let stream, stream.hasSubscribers {
-            if event.kind != .payload {
-                stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
-            }
-            for r in finished { stream.publish(EventJSON.encode(r, realtimeOffsetNs: realtimeOffsetNs) + "\n") }
+        if let stream, stream.hasSubscribers, event.kind != .payload {
+            stream.publish(EventJSON.encode(event, realtimeOffsetNs: realtimeOffsetNs) + "\n")
         }
+        publish(finished)
+    }
+
+    /// An interval without records, on the reader thread: requests past their timeout end anyway.
+    private func idle() {
+        publish(state.withLock { $0.tick(nowNs: Clock.monotonicNs()) { Double(Clock.nowRealtimeNs()) / 1e9 } })
+    }
+
+    private func publish(_ finished: [RequestRecord]) {
+        guard !finished.isEmpty, let stream, stream.hasSubscribers else { return }
+        for r in finished { stream.publish(EventJSON.encode(r, realtimeOffsetNs: realtimeOffsetNs) + "\n") }
     }
 
     /// `tincture explain ID`: the stored records with that ID, one JSON line each.

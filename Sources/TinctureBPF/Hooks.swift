@@ -40,7 +40,8 @@ public enum Hooks {
             .kprobe: ["tn_kprobe_tcp_v4_connect", "tn_kprobe_tcp_v6_connect", "tn_kprobe_tcp_set_state"],
             .tracepoint: ["tn_tp_inet_sock_set_state"],
         ],
-        roles: ["tn_tp_inet_sock_set_state": TN_ROLE_CONNECT.rawValue])
+        roles: ["tn_fentry_tcp_set_state": TN_ROLE_CONNECT.rawValue, "tn_kprobe_tcp_set_state": TN_ROLE_CONNECT.rawValue,
+                "tn_tp_inet_sock_set_state": TN_ROLE_CONNECT.rawValue])
 
     public static let tcpRetransmit = HookSpec(
         name: "tcp_retransmit",
@@ -77,14 +78,18 @@ public enum Hooks {
     public static let httpPayload = HookSpec(
         name: "http_payload",
         summary: "first bytes of HTTP/1.x requests and responses on TCP sockets, for request correlation",
+        // The connect hook's state-change programs report a request's socket closing.
         programs: [
-            .fentry: (sendSyscalls + receiveSyscalls).map { "tn_fentry_\($0)" } + receiveSyscalls.map { "tn_fexit_\($0)" },
-            .kprobe: (sendSyscalls + receiveSyscalls).map { "tn_kprobe_\($0)" } + receiveSyscalls.map { "tn_kretprobe_\($0)" },
-            .tracepoint: ["tn_tp_sock_send_length", "tn_tp_payload_recv"],
+            .fentry: (sendSyscalls + receiveSyscalls).map { "tn_fentry_\($0)" } + receiveSyscalls.map { "tn_fexit_\($0)" }
+                + ["tn_fentry_tcp_set_state"],
+            .kprobe: (sendSyscalls + receiveSyscalls).map { "tn_kprobe_\($0)" } + receiveSyscalls.map { "tn_kretprobe_\($0)" }
+                + ["tn_kprobe_tcp_set_state"],
+            .tracepoint: ["tn_tp_sock_send_length", "tn_tp_payload_recv", "tn_tp_inet_sock_set_state"],
         ],
         // Before Linux 6.3 the socket layer has no send/receive tracepoints.
-        fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit"]],
-        roles: ["tn_tp_sock_send_length": TN_ROLE_PAYLOAD.rawValue])
+        fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit", "tn_tp_inet_sock_set_state"]],
+        roles: ["tn_tp_sock_send_length": TN_ROLE_PAYLOAD.rawValue, "tn_fentry_tcp_set_state": TN_ROLE_CLOSE.rawValue,
+                "tn_kprobe_tcp_set_state": TN_ROLE_CLOSE.rawValue, "tn_tp_inet_sock_set_state": TN_ROLE_CLOSE.rawValue])
 
     public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
 
@@ -105,11 +110,12 @@ public enum Hooks {
         case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"
         case ("poll_wait", .kprobe): return "ksyscall+kretsyscall {\(waitSyscalls.joined(separator: ","))}"
         case ("http_payload", .fentry):
-            return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives"
+            return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives; fentry tcp_set_state"
         case ("http_payload", .kprobe):
-            return "ksyscall {\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, kretsyscall on the receives"
+            return "ksyscall {\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, kretsyscall on the receives; kprobe tcp_set_state"
         case ("http_payload", .tracepoint):
-            return fallback ? "tp_btf raw_syscalls/sys_enter, sys_exit" : "tp_btf sock/sock_send_length, sock/sock_recv_length"
+            return fallback ? "tp_btf raw_syscalls/sys_enter, sys_exit, sock/inet_sock_set_state"
+                : "tp_btf sock/sock_send_length, sock/sock_recv_length, sock/inet_sock_set_state"
         case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
         default: return loaded.joined(separator: ", ")
         }

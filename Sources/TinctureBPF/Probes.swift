@@ -36,25 +36,33 @@ public final class LoadedProbes {
 
     public func detach() { object.close() }
 
-    /// A reader on the shared ring buffer; `handler` runs on the thread that calls `run()`.
-    public func makeReader(handler: @escaping (UnsafeRawBufferPointer) -> Void) throws -> RingBufferReader {
-        try RingBufferReader(mapFD: object.mapFD("tn_events"), handler: handler)
+    /// A reader on the shared ring buffer; `handler` (each record) and `idle` (an interval
+    /// without records) run on the thread that calls `run()`.
+    public func makeReader(handler: @escaping (UnsafeRawBufferPointer) -> Void,
+                           idle: @escaping () -> Void = {}) throws -> RingBufferReader {
+        try RingBufferReader(mapFD: object.mapFD("tn_events"), handler: handler, idle: idle)
     }
 
     /// The kernel's per-CPU counters, summed: ring-buffer losses by kind and untracked state.
     public func kernelCounters() -> (lost: [EventKind: UInt64], untracked: [String: UInt64]) {
         var lost: [EventKind: UInt64] = [:]
         for kind in EventKind.allCases { lost[kind] = readCounter(kind.rawValue) }
-        let untracked = [
-            "owner_map_full": readCounter(UInt32(TN_CTR_OWNER_MAP_FULL.rawValue)),
-            "connect_start_unseen": readCounter(UInt32(TN_CTR_CONNECT_END_UNSEEN_START.rawValue)),
-            "wait_map_full": readCounter(UInt32(TN_CTR_WAIT_MAP_FULL.rawValue)),
-            "poll_histogram_map_full": readCounter(UInt32(TN_CTR_POLL_HIST_MAP_FULL.rawValue)),
-            "retransmit_owner_unknown": readCounter(UInt32(TN_CTR_RETRANSMIT_OWNER_UNKNOWN.rawValue)),
-            "connect_histogram_map_full": readCounter(UInt32(TN_CTR_CONNECT_HIST_MAP_FULL.rawValue)),
-        ]
+        var untracked: [String: UInt64] = [:]
+        for (reason, slot) in Self.untrackedCounters { untracked[reason] = readCounter(slot) }
         return (lost, untracked)
     }
+
+    /// Every `enum tn_counter` slot past the ring-loss ones, by its `reason` label
+    /// (a test checks none is left out).
+    static let untrackedCounters: [(reason: String, slot: UInt32)] = [
+        ("owner_map_full", TN_CTR_OWNER_MAP_FULL.rawValue),
+        ("connect_start_unseen", TN_CTR_CONNECT_END_UNSEEN_START.rawValue),
+        ("wait_map_full", TN_CTR_WAIT_MAP_FULL.rawValue),
+        ("poll_histogram_map_full", TN_CTR_POLL_HIST_MAP_FULL.rawValue),
+        ("retransmit_owner_unknown", TN_CTR_RETRANSMIT_OWNER_UNKNOWN.rawValue),
+        ("recv_map_full", TN_CTR_RECV_MAP_FULL.rawValue),
+        ("connect_histogram_map_full", TN_CTR_CONNECT_HIST_MAP_FULL.rawValue),
+    ].map { ($0.0, UInt32($0.1)) }
 
     /// Every row of the kernel's per-CPU poll-wait histogram, summed over CPUs.
     public func pollHistogram() -> [PollHistogramRow] {

@@ -10,14 +10,17 @@ public final class RingBufferReader: @unchecked Sendable {
     // `stopRequested` is atomic and is the only cross-thread state.
     private var ring: OpaquePointer?  // struct tn_ring
     private let handler: (UnsafeRawBufferPointer) -> Void
+    /// Runs on the reader thread after an interval that brought no record.
+    private let idle: () -> Void
     private let stopRequested = Atomic<Bool>(false)
     /// How long one poll may block. The kernel side wakes the reader only once a
     /// batch has built up (TN_WAKEUP_BYTES), so this also bounds how long a record
     /// can wait to be read, and shutdown latency.
     public static let pollTimeoutMs: Int32 = 20
 
-    init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+    init(mapFD: Int32, handler: @escaping (UnsafeRawBufferPointer) -> Void, idle: @escaping () -> Void = {}) throws {
         self.handler = handler
+        self.idle = idle
         ring = try Libbpf.check(tn_ring_open(mapFD), .ringBuffer, "map tn_events")
     }
 
@@ -33,7 +36,7 @@ public final class RingBufferReader: @unchecked Sendable {
                 try Libbpf.check(rc, .ringBuffer, "polling map tn_events")
             }
             // Records submitted without a wake-up are ready too: take them every interval.
-            _ = tn_ring_drain(ring, ringBufferRecord, context)
+            if tn_ring_drain(ring, ringBufferRecord, context) == 0 { idle() }
         }
         // Drain what arrived before the stop so nothing already queued is lost.
         _ = tn_ring_drain(ring, ringBufferRecord, context)

@@ -1,7 +1,9 @@
 /// The first bytes of one send or receive on a TCP socket, as the payload hook
 /// captures them (only payloads that start like HTTP/1.x reach here).
 public struct PayloadSample: Equatable, Sendable {
-    public enum Direction: Sendable { case send, receive }
+    /// `close`: no data; the socket left its connection (closed by this end, reset or
+    /// aborted) while a request on it waited for its response.
+    public enum Direction: Sendable { case send, receive, close }
 
     public var cookie: UInt64
     public var pid: UInt32
@@ -36,11 +38,14 @@ public struct PayloadSample: Equatable, Sendable {
 /// bytes of its response (or the end that stopped it).
 public struct RequestRecord: Equatable, Sendable {
     public enum Side: String, Sendable { case client, server }
-    public enum End: String, Sendable {
+    public enum End: String, Sendable, CaseIterable {
         /// First response bytes seen.
         case responded
         /// Another request started on the socket before a response was seen.
         case superseded
+        /// The socket left its connection (closed by this end, reset or aborted)
+        /// before a response was seen.
+        case closed
         /// No response within the correlator's timeout.
         case timedOut = "timed_out"
         /// Evicted to keep memory bounded.
@@ -74,6 +79,8 @@ public struct RequestRecord: Equatable, Sendable {
     /// Request bytes to first response bytes; 0 unless `end == .responded`.
     public var ttfbNs: UInt64
     public var end: End
+    /// Request bytes to the end, whichever it was (`ttfbNs` when responded).
+    public var durationNs: UInt64 = 0
 
     /// The service end: the remote for a client, the local end for a server.
     public var endpoint: SocketAddress { side == .client ? remote : local }
@@ -83,7 +90,7 @@ public struct RequestRecord: Equatable, Sendable {
             && a.cookie == b.cookie && a.method == b.method && a.target == b.target && a.status == b.status
             && a.local == b.local && a.remote == b.remote && a.startNs == b.startNs && a.connectNs == b.connectNs
             && a.synRetransmits == b.synRetransmits && a.retransmits == b.retransmits && a.pollWaitNs == b.pollWaitNs
-            && a.ttfbNs == b.ttfbNs && a.end == b.end && a.longestWait?.ns == b.longestWait?.ns
+            && a.ttfbNs == b.ttfbNs && a.end == b.end && a.durationNs == b.durationNs && a.longestWait?.ns == b.longestWait?.ns
             && a.longestWait?.syscall == b.longestWait?.syscall
     }
 
@@ -191,6 +198,9 @@ public struct Correlator: Sendable {
     /// A captured payload; returns the records it finished (a response, or a request
     /// that a new one superseded).
     public mutating func payload(_ p: PayloadSample) -> [RequestRecord] {
+        if p.direction == .close {
+            return finish(p.cookie, end: .closed, status: 0, atNs: p.timestampNs).map { [$0] } ?? []
+        }
         guard p.cookie != 0, let head = HTTPParser.parse(p.bytes, keeping: extractor.headerNames) else { return [] }
         switch head {
         case .request(let request):
@@ -272,7 +282,8 @@ public struct Correlator: Sendable {
         if threadRequests[record.tid] == cookie { threadRequests[record.tid] = nil }
         record.end = end
         record.status = status
-        record.ttfbNs = end == .responded && atNs > record.startNs ? atNs - record.startNs : 0
+        record.durationNs = atNs > record.startNs ? atNs - record.startNs : 0
+        record.ttfbNs = end == .responded ? record.durationNs : 0
         return record
     }
 }

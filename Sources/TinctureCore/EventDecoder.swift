@@ -85,6 +85,11 @@ public enum PayloadEventLayout {
     public static let comm = 80
     public static let headerSize = 96
     public static let maxData = 4096
+    /// `direction` values (TN_DIR_*): a send, a receive, or the close of a socket
+    /// with a request in flight (no data).
+    public static let directionSend: UInt8 = 1
+    public static let directionReceive: UInt8 = 2
+    public static let directionClose: UInt8 = 3
 }
 
 /// Why a ring-buffer record could not be decoded; each is counted, none is fatal.
@@ -93,6 +98,7 @@ public enum DecodeError: Error, Equatable, Sendable {
     case unknownKind(UInt32)
     case badFamily(UInt16)
     case badSyscall(UInt32)
+    case badDirection(UInt8)
 
     /// Metric label value for `tincture_decode_errors_total{reason}`.
     public var reason: String {
@@ -101,6 +107,7 @@ public enum DecodeError: Error, Equatable, Sendable {
         case .unknownKind: return "unknown_kind"
         case .badFamily: return "bad_family"
         case .badSyscall: return "bad_syscall"
+        case .badDirection: return "bad_direction"
         }
     }
 }
@@ -214,6 +221,13 @@ public enum EventDecoder {
         guard len <= L.maxData, b.count >= L.headerSize + len else {
             throw .truncated(kind: EventKind.payload.rawValue, size: b.count)
         }
+        let direction: PayloadSample.Direction
+        switch b[L.direction] {
+        case L.directionSend: direction = .send
+        case L.directionReceive: direction = .receive
+        case L.directionClose: direction = .close
+        case let other: throw .badDirection(other)
+        }
         let addresses = try decodeAddresses(b, family: L.family, saddr: L.saddr, sport: L.sport, daddr: L.daddr,
                                             dport: L.dport)
         return PayloadSample(
@@ -221,7 +235,7 @@ public enum EventDecoder {
             pid: b.loadUnaligned(fromByteOffset: L.pid, as: UInt32.self),
             tid: b.loadUnaligned(fromByteOffset: L.tid, as: UInt32.self),
             comm: comms.string(b, at: L.comm),
-            direction: b[L.direction] == 1 ? .send : .receive,
+            direction: direction,
             timestampNs: b.loadUnaligned(fromByteOffset: L.tsNs, as: UInt64.self),
             local: addresses.0, remote: addresses.1,
             bytes: Array(b[L.headerSize..<(L.headerSize + len)]),

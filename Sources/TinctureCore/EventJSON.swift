@@ -63,7 +63,7 @@ public enum EventJSON {
             o.field("tid", UInt64(p.tid))
             o.field("comm", p.comm)
             o.field("cookie", p.cookie)
-            o.field("direction", p.direction == .send ? "send" : "receive")
+            o.field("direction", p.direction == .send ? "send" : p.direction == .receive ? "receive" : "close")
             o.field("bytes", UInt64(p.bytes.count))
             return o.finish()
         }
@@ -73,7 +73,7 @@ public enum EventJSON {
     public static func encode(_ r: RequestRecord, realtimeOffsetNs: Int64) -> String {
         var o = JSONObjectWriter()
         o.field("kind", "request")
-        o.field("ts_ns", wall(r.startNs &+ r.ttfbNs, realtimeOffsetNs))
+        o.field("ts_ns", wall(r.startNs &+ r.durationNs, realtimeOffsetNs))
         o.field("start_ns", wall(r.startNs, realtimeOffsetNs))
         o.field("request_id", r.requestID)
         o.field("side", r.side.rawValue)
@@ -90,7 +90,7 @@ public enum EventJSON {
         o.field("retransmits", UInt64(r.retransmits))
         o.field("poll_wait_ns", r.pollWaitNs)
         o.field("ttfb_ns", r.ttfbNs)
-        o.field("duration_ns", r.ttfbNs)
+        o.field("duration_ns", r.durationNs)
         o.field("end", r.end.rawValue)
         return o.finish()
     }

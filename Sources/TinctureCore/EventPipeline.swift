@@ -24,7 +24,20 @@ public struct EventPipeline: Sendable {
         case .poll(let p): correlator.waited(p); nowNs = p.endNs
         case .payload(let p): finished = correlator.payload(p); nowNs = p.timestampNs
         }
-        // Requests with no answer end after the timeout; look once a second.
+        return settle(finished, nowNs: nowNs, wallTimeSeconds: wallTimeSeconds)
+    }
+
+    /// No event came for a while: requests past the timeout still end (an idle host
+    /// sends no event to end them). `nowNs` is CLOCK_MONOTONIC, the kernel stamps' clock.
+    public mutating func tick(nowNs: UInt64, wallTimeSeconds: () -> Double) -> [RequestRecord] {
+        settle([], nowNs: nowNs, wallTimeSeconds: wallTimeSeconds)
+    }
+
+    /// Ends what the timeout ends (looking once a second), then records and stores
+    /// every finished request.
+    private mutating func settle(_ finished: [RequestRecord], nowNs: UInt64,
+                                 wallTimeSeconds: () -> Double) -> [RequestRecord] {
+        var finished = finished
         if nowNs > lastExpiryNs &+ 1_000_000_000 {
             lastExpiryNs = nowNs
             finished += correlator.expire(nowNs: nowNs)

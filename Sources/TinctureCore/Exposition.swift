@@ -71,8 +71,9 @@ public struct ExpositionWriter {
         w.counter(aggregates.retransmits)
         w.histogram(aggregates.requestDuration)
         w.counter("tincture_http_requests_ended_total",
-                  "HTTP requests whose record was finished, by how: responded, superseded, timed_out, evicted.",
-                  ["responded", "superseded", "timed_out", "evicted"].map { (["end": $0], aggregates.requestEnds[$0] ?? 0) })
+                  "HTTP requests whose record was finished, by how: "
+                      + RequestRecord.End.allCases.map(\.rawValue).joined(separator: ", ") + ".",
+                  RequestRecord.End.allCases.map { (["end": $0.rawValue], aggregates.requestEnds[$0.rawValue] ?? 0) })
         let poll = pollWaitFamily(observation.pollWaits, cap: observation.seriesCap)
         w.histogram(name: poll.name, help: poll.help, labelNames: ["comm", "syscall"], bounds: Buckets.pollSeconds,
                     rows: poll.rows, exemplars: aggregates.pollWaitExemplars)

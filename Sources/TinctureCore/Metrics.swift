@@ -107,6 +107,14 @@ public struct Exemplar: Equatable, Sendable {
     /// Unix time, seconds.
     public var timestamp: Double
 
+    /// OpenMetrics caps an exemplar's label names and values at 128 code points
+    /// together; `request_id` leaves this many for the ID. A longer ID gets no exemplar.
+    public static let maxRequestIDLength = 128 - "request_id".count
+
+    public static func fits(_ requestID: String) -> Bool {
+        requestID.unicodeScalars.count <= maxRequestIDLength
+    }
+
     public init(requestID: String, value: Double, timestamp: Double) {
         self.requestID = requestID
         self.value = value
@@ -201,6 +209,7 @@ public struct Aggregates: Sendable {
         let seconds = Double(r.ttfbNs) / 1e9
         let series = requestSeries(r)
         requestDuration.observe(at: series, seconds)
+        guard Exemplar.fits(r.requestID) else { return }
         requestDuration.attach(Exemplar(requestID: r.requestID, value: seconds, timestamp: wallTimeSeconds),
                                at: series.index)
         if r.connectNs > 0 {

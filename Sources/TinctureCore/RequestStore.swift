@@ -5,7 +5,7 @@ public struct RequestStore: Sendable {
     public let slowestCapacity: Int
     private var recent: [RequestRecord] = []
     private var next = 0
-    /// Kept sorted by time to first byte, slowest first.
+    /// Kept sorted by duration (request to its end), slowest first.
     private var slowest: [RequestRecord] = []
     public private(set) var evicted: UInt64 = 0
 
@@ -24,8 +24,8 @@ public struct RequestStore: Sendable {
             evicted += 1
         }
         next = (next + 1) % recentCapacity
-        if slowest.count < slowestCapacity || r.ttfbNs > slowest.last!.ttfbNs {
-            let at = slowest.firstIndex { $0.ttfbNs < r.ttfbNs } ?? slowest.count
+        if slowest.count < slowestCapacity || r.durationNs > slowest.last!.durationNs {
+            let at = slowest.firstIndex { $0.durationNs < r.durationNs } ?? slowest.count
             slowest.insert(r, at: at)
             if slowest.count > slowestCapacity { slowest.removeLast() }
         }
@@ -63,6 +63,8 @@ public enum RequestReading {
         switch r.end {
         case .responded: break
         case .superseded: out.append("no response was seen before the next request on the same connection")
+        case .closed:
+            out.append("the connection closed \(ms(r.durationNs)) after the request, with no response: this end gave up (a client timeout) or the peer closed or reset it")
         case .timedOut: out.append("no response was seen within the agent's request timeout")
         case .evicted: out.append("the record was closed early to keep the agent's memory bounded")
         }

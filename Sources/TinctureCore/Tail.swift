@@ -139,8 +139,10 @@ public enum RequestJoin {
         case "retransmit":
             return e.cookie == cookie && e.tsNs >= connectStart && e.tsNs <= end
         case "poll":
+            // As the correlator joins them: a wait on the request's socket, or (client side)
+            // any wait of the thread that sent it.
             let sameSocket = e.cookie == cookie
-            let sameThread = e.cookie == 0 && e.tid == request.tid
+            let sameThread = request.side == "client" && e.tid == request.tid
             return (sameSocket || sameThread) && e.tsNs > start && (e.startNs ?? e.tsNs) <= end
         default:
             return false

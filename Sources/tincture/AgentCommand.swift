@@ -13,8 +13,11 @@ struct AgentCommand: ParsableCommand {
             logs it, and keeps running with the hooks that attached; it exits non-zero if none did.
 
             Endpoints:
-              GET /metrics   Prometheus text format 0.0.4
+              GET /metrics   Prometheus text format 0.0.4; OpenMetrics 1.0 with request-ID exemplars
+                             when the scraper asks (Accept: application/openmetrics-text)
               GET /healthz   200 while the ring-buffer reader runs
+
+            Live events, `tincture tail` and `tincture explain` use the events socket.
 
             Examples:
               sudo tincture agent

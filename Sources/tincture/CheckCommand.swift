@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TinctureAgent
 import TinctureBPF
 import TinctureCore
@@ -18,7 +19,7 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let missing = Privileges.missing()
         if !missing.isEmpty {
-            print("tincture check needs root or CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to try loading probes; missing: \(missing.joined(separator: ", ")). Try: sudo tincture check")
+            FileHandle.standardError.write(Data("tincture check needs root or CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to try loading probes; missing: \(missing.joined(separator: ", ")). Try: sudo tincture check\n".utf8))
             throw ExitCode(77)
         }
         let facts = KernelFacts.probe()

@@ -8,9 +8,9 @@ struct ExplainCommand: ParsableCommand {
         commandName: "explain",
         abstract: "Show what the kernel did to one HTTP request, by its request ID, with a reading of the numbers.",
         discussion: """
-            Asks the running agent for the stored records of a request (the agent keeps the most recent \\
-            10000 and the 100 slowest). The ID is the request's X-Request-ID, X-Correlation-ID, or \\
-            traceparent trace-id (as configured with `agent --request-id-header`); requests without one \\
+            Asks the running agent for the stored records of a request (the agent keeps the most recent \
+            10000 and the 100 slowest). The ID is the request's X-Request-ID, X-Correlation-ID, or \
+            traceparent trace-id (as configured with `agent --request-id-header`); requests without one \
             have generated IDs like sk-<cookie>-<n>, shown by `tincture tail --kind request`.
 
             Example:
@@ -84,14 +84,16 @@ struct ExplainCommand: ParsableCommand {
         if r.end == "responded" {
             out.append("  \(at(start &+ ttfb).padding(12)) first response byte: \(r.status.map(String.init) ?? "?") after \(d(ttfb))")
         } else {
-            out.append("  \("".padding(12)) ended without a response (\(r.end ?? "?"))")
+            let duration = r.durationNs ?? 0
+            out.append("  \((duration > 0 ? at(start &+ duration) : "").padding(12)) ended without a response (\(r.end ?? "?"))")
         }
-        let record = RequestRecord(
+        var record = RequestRecord(
             requestID: r.requestID ?? "", side: side == "server" ? .server : .client, pid: r.pid, tid: r.tid ?? 0,
             comm: r.comm, cookie: r.cookie ?? 0, method: r.method ?? "", target: r.target ?? "", status: r.status ?? 0,
             local: .ipv4(0, 0, 0, 0, port: 0), remote: .ipv4(0, 0, 0, 0, port: 0), startNs: start, connectNs: connect,
             synRetransmits: r.synRetransmits ?? 0, retransmits: r.retransmits ?? 0, pollWaitNs: r.pollWaitNs ?? 0,
             ttfbNs: ttfb, end: RequestRecord.End(rawValue: r.end ?? "") ?? .responded)
+        record.durationNs = r.durationNs ?? ttfb
         for reading in RequestReading.lines(record) { out.append("  → \(reading)") }
         return out.joined(separator: "\n")
     }

@@ -108,9 +108,10 @@ final class KernelTests: XCTestCase {
     }
 
     /// A program two hooks share (the connect and payload hooks' tracepoint programs,
-    /// which the retransmit hook also loads) does a hook's part only when that hook
-    /// loads it: loaded for one hook alone, the other hooks' parts stay off. Each hook
-    /// is loaded alone here and meets a connect and an HTTP exchange on loopback.
+    /// which the retransmit hook also loads, and the set_state program the payload hook
+    /// loads to hear of closes) does a hook's part only when that hook loads it: loaded
+    /// for one hook alone, the other hooks' parts stay off. Each hook is loaded alone
+    /// here and meets a connect, an HTTP request and the close of both its ends.
     func testSharedProgramsDoOnlyTheirLoadersParts() throws {
         var config = ProbeConfig()
         config.selfTgid = 0  // this test process is the traffic
@@ -131,34 +132,47 @@ final class KernelTests: XCTestCase {
             }
 
             let pair = try LoopbackPair()
-            defer { pair.close() }
+            var closed = false
+            defer { if !closed { pair.close() } }
             let (client, server, port) = (pair.client, pair.server, pair.port)
             let request = Array("GET /shared HTTP/1.1\r\nX-Request-ID: s-1\r\n\r\n".utf8)
             XCTAssertEqual(write(client, request, request.count), request.count)
             var buffer = [UInt8](repeating: 0, count: 256)
             XCTAssertEqual(read(server, &buffer, buffer.count), request.count)
 
-            func mine() -> (connects: Int, payloads: Int) {
+            func mine() -> (connects: Int, payloads: Int, closes: Int) {
                 collector.events.withLock { events in
-                    var c = 0, p = 0
+                    var c = 0, p = 0, x = 0
                     for event in events {
                         switch event {
                         case .connect(let e) where e.destination.port == port: c += 1
-                        case .payload(let s) where s.local.port == port || s.remote.port == port: p += 1
+                        case .payload(let s) where s.local.port == port || s.remote.port == port:
+                            if s.direction == .close { x += 1 } else { p += 1 }
                         default: break
                         }
                     }
-                    return (c, p)
+                    return (c, p, x)
                 }
             }
-            let want = (connects: hook == Hooks.tcpConnect ? 1 : 0, payloads: hook == Hooks.httpPayload ? 2 : 0)
-            let deadline = Date().addingTimeInterval(5)
-            while Date() < deadline && mine() != want { usleep(20_000) }
-            usleep(100_000)  // anything a part left on would have arrived by now
-            let seen = mine()
+            func settle(_ want: (connects: Int, payloads: Int, closes: Int)) -> (connects: Int, payloads: Int, closes: Int) {
+                let deadline = Date().addingTimeInterval(5)
+                while Date() < deadline && mine() != want { usleep(20_000) }
+                usleep(100_000)  // anything a part left on would have arrived by now
+                return mine()
+            }
+            let payloadHook = hook == Hooks.httpPayload
+            var want = (connects: hook == Hooks.tcpConnect ? 1 : 0, payloads: payloadHook ? 2 : 0, closes: 0)
+            let open = settle(want)
+            // Both ends close with the request unanswered: each end's socket reports it.
+            pair.close()
+            closed = true
+            want.closes = payloadHook ? 2 : 0
+            let seen = settle(want)
             XCTAssertTrue(collector.stop(), "reader did not stop within its poll interval")
+            XCTAssertEqual(open.closes, 0, "\(hook.name) alone: close reports while the sockets were open")
             XCTAssertEqual(seen.connects, want.connects, "\(hook.name) alone: connect events")
             XCTAssertEqual(seen.payloads, want.payloads, "\(hook.name) alone: payload captures")
+            XCTAssertEqual(seen.closes, want.closes, "\(hook.name) alone: close reports")
             let counted = probes.connectHistogram().filter { $0.destination.port == port }.count
             XCTAssertEqual(counted, want.connects, "\(hook.name) alone: connects in the kernel histogram")
         }

@@ -1,4 +1,5 @@
 import CTinctureBPF
+@testable import TinctureBPF
 import TinctureCore
 import XCTest
 
@@ -67,6 +68,12 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(EventKind.payload.rawValue, UInt32(TN_EVENT_PAYLOAD.rawValue))
     }
 
+    func testPayloadDirectionsMatchCHeader() {
+        XCTAssertEqual(Int32(PayloadEventLayout.directionSend), TN_DIR_SEND)
+        XCTAssertEqual(Int32(PayloadEventLayout.directionReceive), TN_DIR_RECV)
+        XCTAssertEqual(Int32(PayloadEventLayout.directionClose), TN_DIR_CLOSE)
+    }
+
     func testPollBucketsMatchTheKernelSide() {
         let kernel = withUnsafeBytes(of: tn_poll_bounds_ns) { Array($0.bindMemory(to: UInt64.self)) }
         XCTAssertEqual(kernel.count, Int(TN_POLL_BUCKETS))
@@ -95,5 +102,12 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(AttachMode(abiValue: UInt8(TN_MODE_FENTRY.rawValue)), .fentry)
         XCTAssertEqual(AttachMode(abiValue: UInt8(TN_MODE_KPROBE.rawValue)), .kprobe)
         XCTAssertEqual(AttachMode(abiValue: UInt8(TN_MODE_TRACEPOINT.rawValue)), .tracepoint)
+    }
+
+    /// Every counter the kernel side keeps past the ring-loss slots is exported, once.
+    func testEveryKernelCounterHasAReason() {
+        let slots = LoadedProbes.untrackedCounters.map(\.slot)
+        XCTAssertEqual(slots.sorted(), Array(UInt32(TN_EVENT_KIND_MAX.rawValue)..<UInt32(TN_COUNTER_MAX.rawValue)))
+        XCTAssertEqual(Set(LoadedProbes.untrackedCounters.map(\.reason)).count, slots.count)
     }
 }

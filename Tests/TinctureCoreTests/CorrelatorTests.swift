@@ -23,6 +23,39 @@ final class CorrelatorTests: XCTestCase {
         "GET \(path) HTTP/1.1\r\nHost: s\r\n" + (id.map { "X-Request-ID: \($0)\r\n" } ?? "") + "\r\n"
     }
 
+    /// A socket that leaves its connection with a request in flight ends that request as
+    /// closed, with how long it ran; a close with nothing in flight finishes nothing.
+    func testCloseEndsTheRequestInFlight() {
+        var c = Correlator()
+        XCTAssertEqual(c.payload(sample(get("gone-1"), .send, at: 1000 * ms)), [])
+        var close = sample("", .close, at: 3500 * ms)
+        close.bytes = []
+        let ended = c.payload(close)
+        XCTAssertEqual(ended.map(\.requestID), ["gone-1"])
+        XCTAssertEqual(ended.first?.end, .closed)
+        XCTAssertEqual(ended.first?.durationNs, 2500 * ms)
+        XCTAssertEqual(ended.first?.ttfbNs, 0)
+        XCTAssertEqual(c.payload(close), [])
+        XCTAssertEqual(c.inFlightCount, 0)
+        let json = EventJSON.encode(ended[0], realtimeOffsetNs: 0)
+        XCTAssertTrue(json.contains(#""end":"closed""#) && json.contains(#""duration_ns":2500000000"#), json)
+        XCTAssertTrue(RequestReading.lines(ended[0]).contains { $0.hasPrefix("the connection closed 2500 ms after the request") },
+                      "\(RequestReading.lines(ended[0]))")
+    }
+
+    /// With no event arriving (an idle host), the reader's idle tick still ends a request
+    /// past its timeout, and records it.
+    func testIdleTickEndsARequestPastItsTimeout() {
+        var p = EventPipeline()
+        XCTAssertEqual(p.apply(.payload(sample(get("idle-1"), .send, at: 1000 * ms)), wallTimeSeconds: { 1 }), [])
+        XCTAssertEqual(p.tick(nowNs: 1000 * ms + p.correlator.limits.requestTimeoutNs, wallTimeSeconds: { 1 }), [])
+        let ended = p.tick(nowNs: 1000 * ms + p.correlator.limits.requestTimeoutNs + 2000 * ms, wallTimeSeconds: { 1 })
+        XCTAssertEqual(ended.map(\.requestID), ["idle-1"])
+        XCTAssertEqual(ended.first?.end, .timedOut)
+        XCTAssertEqual(p.store.records(withID: "idle-1").count, 1)
+        XCTAssertEqual(p.correlator.inFlightCount, 0)
+    }
+
     func testClientRequestJoinsItsConnectRetransmitsAndPollWait() {
         var c = Correlator()
         c.connected(connect(duration: 1002 * ms, syn: 1))
@@ -174,10 +207,12 @@ final class CorrelatorTests: XCTestCase {
 
 final class RequestStoreTests: XCTestCase {
     func record(_ id: String, ttfb: UInt64, start: UInt64, side: RequestRecord.Side = .client) -> RequestRecord {
-        RequestRecord(requestID: id, side: side, pid: 1, tid: 1, comm: "c", cookie: start, method: "GET", target: "/",
-                      status: 200, local: .ipv4(127, 0, 0, 1, port: 1), remote: .ipv4(127, 0, 0, 1, port: 2),
-                      startNs: start, connectNs: 0, synRetransmits: 0, retransmits: 0, pollWaitNs: 0, ttfbNs: ttfb,
-                      end: .responded)
+        var r = RequestRecord(requestID: id, side: side, pid: 1, tid: 1, comm: "c", cookie: start, method: "GET",
+                              target: "/", status: 200, local: .ipv4(127, 0, 0, 1, port: 1),
+                              remote: .ipv4(127, 0, 0, 1, port: 2), startNs: start, connectNs: 0, synRetransmits: 0,
+                              retransmits: 0, pollWaitNs: 0, ttfbNs: ttfb, end: .responded)
+        r.durationNs = ttfb
+        return r
     }
 
     func testRecentAndSlowestAreBoundedAndSearchable() {
@@ -229,6 +264,23 @@ final class OpenMetricsTests: XCTestCase {
         XCTAssertFalse(text.contains("request_id"))
         XCTAssertFalse(text.contains("# EOF"))
         XCTAssertTrue(text.contains("# TYPE tincture_tcp_retransmits_total counter\n"))
+    }
+
+    /// OpenMetrics allows 128 code points of exemplar labels: an ID that would not fit
+    /// is still observed, without an exemplar, and the output stays valid.
+    func testRequestIDTooLongForAnExemplarIsObservedWithoutOne() {
+        var a = Aggregates()
+        for (i, id) in [String(repeating: "a", count: 118), String(repeating: "b", count: 119)].enumerated() {
+            let r = RequestRecord(requestID: id, side: .client, pid: 1, tid: 1, comm: "c\(i)", cookie: 7,
+                                  method: "GET", target: "/", status: 200, local: .ipv4(127, 0, 0, 1, port: 40000),
+                                  remote: .ipv4(127, 0, 0, 1, port: 8080), startNs: 0, connectNs: 0, synRetransmits: 0,
+                                  retransmits: 0, pollWaitNs: 0, ttfbNs: 300_000_000, end: .responded)
+            a.record(r, wallTimeSeconds: 1)
+        }
+        let om = ExpositionWriter.render(a, SelfObservation(), openMetrics: true)
+        XCTAssertTrue(om.contains(#"{request_id="\#(String(repeating: "a", count: 118))"}"#))
+        XCTAssertFalse(om.contains(String(repeating: "b", count: 119)))
+        XCTAssertTrue(om.contains(#"tincture_http_request_duration_seconds_count{comm="c1",side="client",endpoint="127.0.0.1:8080"} 1"#), om)
     }
 
     func testPollWaitExemplarLandsOnTheKernelRow() {

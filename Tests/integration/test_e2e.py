@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -41,10 +42,13 @@ def test_bad_flags_are_rejected_with_a_message(args, message):
 def test_help_teaches():
     r = tincture("--help")
     assert r.returncode == 0
-    for word in ("agent", "tail", "check", "sudo tincture agent"):
-        assert word in r.stdout
+    for word in ("agent", "tail", "check", "explain", "sudo tincture agent", "retransmits", "poll", "request ID"):
+        assert word in r.stdout, word
     r = tincture("tail", "--help")
-    assert "--min-duration" in r.stdout and "Examples" in r.stdout
+    assert "--min-duration" in r.stdout and "--kind" in r.stdout and "Examples" in r.stdout
+    for command in ("agent", "tail", "explain", "check"):
+        r = tincture(command, "--help")
+        assert r.returncode == 0 and "\\\n" not in r.stdout, (command, r.stdout)
 
 
 def test_tail_without_agent_says_how_to_start_one(tmp_path):
@@ -69,8 +73,12 @@ def test_check_reports_facts_and_plan():
     require_root()
     r = tincture("check")
     assert r.returncode == 0, r.stdout + r.stderr
-    for word in ("BTF", "ring buffer", "kprobes", "tracefs", "attach plan", "tcp_connect", "every hook can attach"):
+    for word in ("BTF", "ring buffer", "kprobes", "fentry", "tracefs", "attach plan", "every hook can attach"):
         assert word in r.stdout, r.stdout
+    # Every hook, with the mode auto chose (marked *) and why the others were not.
+    for hook in ("tcp_connect", "tcp_retransmit", "poll_wait", "http_payload"):
+        assert f"  {hook}: " in r.stdout, (hook, r.stdout)
+    assert r.stdout.count("    * ") == 4, r.stdout
 
 
 def test_no_attachable_mode_exits_nonzero_with_reason():
@@ -106,21 +114,22 @@ def test_agent_end_to_end_with_defaults(user_agent):
     st = os.stat(DEFAULT_SOCKET)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
 
-    tail = subprocess.Popen([BIN, "tail", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "streaming from agent" in tail.stderr.readline()
+    # `tincture tail --json` as a user runs it: the default socket.
+    tail = Tail(types.SimpleNamespace(socket=DEFAULT_SOCKET))
     comm = unique("tn-e2e-")
-    with Netns() as ns:
-        server = ns.listener(9000)
-        try:
-            report = ns.connect("127.0.0.1", 9000, comm)
-        finally:
-            stop_process(server)
-    line = tail.stdout.readline()
-    while comm not in line:
-        line = tail.stdout.readline()
-    stop_process(tail)
-    import json
-    event = json.loads(line)
+    try:
+        with Netns() as ns:
+            server = ns.listener(9000)
+            try:
+                report = ns.connect("127.0.0.1", 9000, comm)
+            finally:
+                stop_process(server)
+        events = tail.poll(lambda evs: any(e.get("comm") == comm for e in evs))
+    finally:
+        tail.close()
+    mine = [e for e in events if e.get("comm") == comm]
+    assert mine, "tail --json showed no event of the test's connect"
+    event = mine[0]
     for key in ("kind", "ts_ns", "pid", "tid", "comm", "cookie", "saddr", "sport", "daddr", "dport",
                 "duration_ns", "result", "syn_retransmits"):
         assert key in event, key

@@ -37,12 +37,17 @@ def start_server(ns, comm):
 
 
 def curl(ns, *args):
+    """Runs curl in the namespace; returns its pid (`ip netns exec` execs it in place)."""
     if not shutil.which("curl"):
         pytest.fail("curl is needed (make deps installs it)")
-    proc = subprocess.run(ns.exec_args("curl", "-sS", "-o", "/dev/null", *args), capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    proc = subprocess.Popen(ns.exec_args("curl", "-sS", "-o", "/dev/null", *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0, err
+    return proc.pid
 
 
 def requests(events, **match):
@@ -62,7 +67,7 @@ def test_syn_drop_request_has_connect_cost_on_both_sides(agent, tail, ns):
     server = start_server(ns, server_comm)
     try:
         started = time.monotonic()
-        curl(ns, "-H", "X-Request-ID: test-123", f"http://127.0.0.1:{PORT}/")
+        curl_pid = curl(ns, "-H", "X-Request-ID: test-123", f"http://127.0.0.1:{PORT}/")
         wall = time.monotonic() - started
     finally:
         stop_process(server)
@@ -73,7 +78,8 @@ def test_syn_drop_request_has_connect_cost_on_both_sides(agent, tail, ns):
     c, s = client[0], served[0]
     print(f"client record: connect {c['connect_ns'] / 1e6:.1f} ms, {c['syn_retransmits']} SYN retransmit, "
           f"ttfb {c['ttfb_ns'] / 1e6:.1f} ms, poll {c['poll_wait_ns'] / 1e6:.1f} ms (curl wall {wall * 1000:.0f} ms)")
-    assert c["comm"] == "curl" and c["method"] == "GET" and c["target"] == "/" and c["status"] == 200
+    assert c["comm"] == "curl" and c["pid"] == curl_pid
+    assert c["method"] == "GET" and c["target"] == "/" and c["status"] == 200
     assert 0.95e9 <= c["connect_ns"] <= 1.2e9 and c["syn_retransmits"] == 1
     assert c["dport"] == PORT and c["end"] == "responded"
     assert s["comm"] == server_comm and s["connect_ns"] == 0 and s["sport"] == PORT and s["status"] == 200
@@ -92,9 +98,13 @@ def test_keep_alive_gives_one_record_per_request(agent, tail, ns):
     finally:
         stop_process(server)
     ids = ["ka-1", "ka-2", "ka-3"]
-    events = tail.poll(lambda evs: all(requests(evs, request_id=i, side="client") for i in ids))
+    events = tail.poll(lambda evs: all(requests(evs, request_id=i, side=side) for i in ids
+                                       for side in ("client", "server")))
+    for side in ("client", "server"):
+        assert [len(requests(events, request_id=i, side=side)) for i in ids] == [1, 1, 1], side
     records = [requests(events, request_id=i, side="client")[0] for i in ids]
     assert len({r["cookie"] for r in records}) == 1, "one connection"
+    assert [r["end"] for r in records] == ["responded"] * 3
     assert records[0]["connect_ns"] > 0
     assert [r["connect_ns"] for r in records[1:]] == [0, 0], "only the first request pays the connect"
 
@@ -131,19 +141,27 @@ def test_explain_and_tail_by_request_id(agent, ns):
     rid = unique("explain-")
     ns.drop_every_other_syn(PORT)
     server = start_server(ns, unique("tn-exp-"))
-    by_id = subprocess.Popen([BIN, "tail", "--socket", agent.socket, "--json", "--request-id", rid],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    by_id = Tail(agent, "--request-id", rid)
     try:
-        assert "streaming from agent" in by_id.stderr.readline()
         curl(ns, "-H", f"X-Request-ID: {rid}", f"http://127.0.0.1:{PORT}/")
-        lines = [json.loads(by_id.stdout.readline()) for _ in range(3)]
+        events = by_id.poll(lambda evs: len([e for e in evs if e["kind"] == "request"]) >= 2)
     finally:
         stop_process(server)
-        stop_process(by_id)
-    kinds = [e["kind"] for e in lines]
-    # The client's SYN retransmit and its connect come before its request record.
-    assert kinds[:2] in (["retransmit", "connect"], ["connect", "retransmit"]) or "request" in kinds, lines
-    assert any(e["kind"] == "request" and e["request_id"] == rid for e in lines)
+        by_id.close()
+    records = [e for e in events if e["kind"] == "request"]
+    assert sorted(r["side"] for r in records) == ["client", "server"], events
+    assert all(r["request_id"] == rid for r in records), events
+    client = next(r for r in records if r["side"] == "client")
+    # Only this request's record and the kernel events joined to it: the client's
+    # connect and its SYN retransmit, shown before the client's record.
+    shown = events[:events.index(client)]
+    assert [e for e in shown if e["kind"] == "connect" and e["cookie"] == client["cookie"]], events
+    assert [e for e in shown if e["kind"] == "retransmit" and e["cookie"] == client["cookie"]
+            and e["state"] == "SYN_SENT"], events
+    cookies = {r["cookie"] for r in records}
+    tids = {r["tid"] for r in records}
+    strangers = [e for e in events if e["kind"] != "request" and e["cookie"] not in cookies and e.get("tid") not in tids]
+    assert not strangers, strangers
     out = subprocess.run([BIN, "explain", "--socket", agent.socket, rid], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     print(out.stdout)
@@ -180,6 +198,48 @@ def test_openmetrics_exemplars_parse_and_text_still_lints(agent, tail, ns):
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+def test_request_closed_without_an_answer_ends_as_closed(agent, tail, ns):
+    """A server that reads a request and closes the connection 400 ms later: each
+    side's record ends when its socket closes ("closed", not the 60 s timeout), with
+    how long it ran. The second request is a long target cut by the capture: still a
+    request (generated ID), ended the same way."""
+    comm = unique("tn-gone-")
+    rid = unique("gone-")
+    code = (
+        "import socket,threading,time,ctypes\n"
+        f"ctypes.CDLL(None).prctl(15,{comm!r}.encode(),0,0,0)\n"
+        f"s=socket.socket();s.bind(('127.0.0.1',{PORT}));s.listen()\n"
+        "def srv():\n"
+        "    for _ in range(2):\n"
+        "        c,_=s.accept();got=b''\n"
+        "        while not (got.endswith(b'\\r\\n\\r\\n') or len(got)>=5005): got+=c.recv(65536)\n"
+        "        time.sleep(0.4);c.close()\n"
+        "t=threading.Thread(target=srv);t.start()\n"
+        f"for req in (b'GET /gone HTTP/1.1\\r\\nX-Request-ID: {rid}\\r\\n\\r\\n', b'GET /'+b'A'*5000):\n"
+        f"    c=socket.create_connection(('127.0.0.1',{PORT}));c.sendall(req)\n"
+        "    assert c.recv(65536)==b''\n"
+        "    c.close()\n"
+        "t.join()\n")
+    started = time.monotonic()
+    subprocess.run(ns.exec_args(sys.executable, "-c", code), check=True, timeout=60)
+    mine = lambda evs: requests(evs, comm=comm)
+    events = tail.poll(lambda evs: len(mine(evs)) >= 4, timeout=10)
+    assert time.monotonic() - started < 30, "ended by the close, not by the 60 s timeout"
+    records = mine(events)
+    print("closed records:", [(r["side"], r["request_id"][:20], r["end"], r["duration_ns"] / 1e6) for r in records])
+    assert len(records) == 4, records
+    for side in ("client", "server"):
+        named = requests(records, request_id=rid, side=side)
+        assert len(named) == 1, (side, records)
+        r = named[0]
+        assert r["end"] == "closed" and r["status"] == 0 and r["ttfb_ns"] == 0, r
+        assert 0.38e9 <= r["duration_ns"] <= 2e9, r
+        long = [x for x in requests(records, side=side) if x["target"].startswith("/AAAA")]
+        assert len(long) == 1 and long[0]["end"] == "closed" and long[0]["request_id"].startswith("sk-"), records
+    metrics = parse_metrics(agent.metrics())
+    assert sample(metrics, "tincture_http_requests_ended_total", end="closed") >= 4
+
+
 def test_non_http_traffic_and_junk_make_no_records(agent, tail, ns):
     comm = unique("tn-junk-")
     code = (
@@ -192,7 +252,7 @@ def test_non_http_traffic_and_junk_make_no_records(agent, tail, ns):
         "        while c.recv(65536): pass\n"
         "threading.Thread(target=srv,daemon=True).start()\n"
         "junk=[b'\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03'+bytes(200), b'GET', b'GET  / HTTP/1.1\\r\\n\\r\\n',\n"
-        "      b'POST /x HTTP/9.9\\r\\n', b'HTTP/1.1 2000 OK\\r\\n', bytes(range(256)), b'GET /'+b'A'*5000,\n"
+        "      b'POST /x HTTP/9.9\\r\\n', b'HTTP/1.1 2000 OK\\r\\n', bytes(range(256)), b'GET /\\x00\\xff HTTP/1.1\\r\\n',\n"
         "      b'*1\\r\\n$4\\r\\nPING\\r\\n']\n"
         "for j in junk:\n"
         f"    c=socket.create_connection(('127.0.0.1',{PORT})); c.sendall(j); c.close()\n")
