@@ -78,7 +78,17 @@ public final class Agent: @unchecked Sendable {
         probeConfig.pollMinNs = config.pollMinNs
         probeConfig.connectMinNs = config.connectMinNs
         probeConfig.payloadMax = config.payloadMax
-        let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig)
+        // Trying every mode takes a while; a SIGTERM meanwhile ends the start-up at once.
+        func terminationPending() -> Bool {
+            var pending = sigset_t()
+            return sigpending(&pending) == 0 && (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1)
+        }
+        let plan = AttachPlanner.plan(requested: config.attach, facts: facts, config: probeConfig,
+                                      stop: terminationPending)
+        if terminationPending() {
+            Log.info("received a termination signal while starting; exiting before attaching anything")
+            return 0
+        }
         for entry in plan.entries {
             if let mode = entry.mode {
                 let note = entry.attempts.first { $0.mode == mode }?.note.map { "; \($0)" } ?? ""

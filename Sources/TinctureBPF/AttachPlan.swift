@@ -44,14 +44,17 @@ public enum AttachPlanner {
     }
 
     /// `exhaustive` tries every candidate even after one works (for `tincture check`).
+    /// `stop` is asked before each trial: when it says so, the plan ends early (hooks
+    /// not tried yet stay unattached).
     public static func plan(requested: AttachMode?, facts: KernelFacts, hooks: [HookSpec] = Hooks.all,
-                            exhaustive: Bool = false, config: ProbeConfig = ProbeConfig()) -> AttachPlan {
+                            exhaustive: Bool = false, config: ProbeConfig = ProbeConfig(),
+                            stop: () -> Bool = { false }) -> AttachPlan {
         Libbpf.captureLogs(verbose: false)
         var entries: [AttachPlan.Entry] = []
         for hook in hooks {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
             for mode in candidates(requested, hook) {
-                if entry.mode != nil && !exhaustive { break }
+                if entry.mode != nil && !exhaustive || stop() { break }
                 let (failure, programs, note) = trial(hook, mode, facts, config)
                 entry.attempts.append((mode, failure, programs, note))
                 if failure == nil && entry.mode == nil {

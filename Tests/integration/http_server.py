@@ -1,5 +1,6 @@
 """A small HTTP/1.1 server (keep-alive) for the correlation tests. Listens on
-HOST PORT, names itself COMM, answers every GET with 200 after ?delay=SECONDS."""
+HOST PORT, names itself COMM, answers every GET with 200 after ?delay=SECONDS,
+and every POST with 200 once it has read the body."""
 import ctypes
 import sys
 import time
@@ -21,6 +22,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.do_GET()
 
     def log_message(self, *args):
         pass

@@ -3,6 +3,7 @@ bad input of every kind."""
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -108,6 +109,25 @@ def user_agent():
         time.sleep(0.1)
     yield proc
     stop_process(proc)
+
+
+def test_sigterm_while_starting_exits_within_a_second(tmp_path):
+    """The attach plan tries every mode for real and takes a while: a SIGTERM then
+    ends the start-up at once, nothing left attached."""
+    require_root()
+    proc = subprocess.Popen([BIN, "agent", "--listen", "127.0.0.1:0", "--events-socket", str(tmp_path / "e.sock")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        stop_process(proc)
+    err = proc.stderr.read()
+    print(f"SIGTERM 0.2 s into start-up: exit {rc} after {took * 1000:.0f} ms")
+    assert rc == 0 and took < 1.0, (rc, took, err)
 
 
 def test_agent_end_to_end_with_defaults(user_agent):

@@ -36,14 +36,14 @@ def start_server(ns, comm):
     return proc
 
 
-def curl(ns, *args):
+def curl(ns, *args, stdin=None):
     """Runs curl in the namespace; returns its pid (`ip netns exec` execs it in place)."""
     if not shutil.which("curl"):
         pytest.fail("curl is needed (make deps installs it)")
-    proc = subprocess.Popen(ns.exec_args("curl", "-sS", "-o", "/dev/null", *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(ns.exec_args("curl", "-sS", "-o", "/dev/null", *args), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(input=stdin, timeout=60)
     finally:
         stop_process(proc)
     assert proc.returncode == 0, err
@@ -135,6 +135,46 @@ def test_poll_wait_joins_the_request(agent, tail, ns):
     print(f"slow request: ttfb {r['ttfb_ns'] / 1e6:.1f} ms, poll wait {r['poll_wait_ns'] / 1e6:.1f} ms")
     assert 0.3e9 <= r["ttfb_ns"] < 0.6e9
     assert 0.27e9 <= r["poll_wait_ns"] <= r["ttfb_ns"] * 1.01
+
+
+def test_data_retransmits_join_the_request(agent, tail, ns):
+    """A POST whose body loses packets on the way: the retransmits on the socket while
+    the request is in flight join the client's record, no more than the kernel counted."""
+    rid = unique("rtx-")
+    ns.nft("add", "table", "inet", "tincture_test")
+    ns.nft("add", "chain", "inet", "tincture_test", "in", "{ type filter hook input priority 0; policy accept; }")
+    ns.nft("add", "rule", "inet", "tincture_test", "in", "tcp", "dport", str(PORT),
+           "meta", "length", "gt", "200", "numgen", "inc", "mod", "4", "==", "0", "drop")
+    server = start_server(ns, unique("tn-post-"))
+    before = ns.netstat("Tcp", "RetransSegs")
+    try:
+        # 256 KiB in 4 KiB writes: many segments, a quarter of them dropped once.
+        curl(ns, "-H", f"X-Request-ID: {rid}", "-H", "Expect:", "--limit-rate", "2M",
+             "--data-binary", "@/dev/stdin", f"http://127.0.0.1:{PORT}/upload", stdin=b"x" * (256 * 1024))
+    finally:
+        stop_process(server)
+    kernel = ns.netstat("Tcp", "RetransSegs") - before
+    events = tail.poll(lambda evs: requests(evs, request_id=rid, side="client"))
+    r = requests(events, request_id=rid, side="client")[0]
+    print(f"POST with drops: record retransmits {r['retransmits']}, namespace RetransSegs {kernel}")
+    assert kernel >= 1, "the drops caused no retransmit"
+    assert 1 <= r["retransmits"] <= kernel, (r, kernel)
+    assert r["method"] == "POST" and r["status"] == 200 and r["end"] == "responded"
+
+
+def test_configured_request_id_header_wins(ns):
+    """--request-id-header X-Trace-Id: that header names the request, even where an
+    X-Request-ID is present too (the configured list replaces the default one)."""
+    with Agent(attach=ATTACH, extra=["--request-id-header", "X-Trace-Id"]) as a:
+        t = Tail(a)
+        server = start_server(ns, unique("tn-hdr-"))
+        try:
+            curl(ns, "-H", "X-Request-ID: not-this-one", "-H", "X-Trace-Id: configured-1", f"http://127.0.0.1:{PORT}/h")
+            events = t.poll(lambda evs: requests(evs, target="/h", side="client"))
+        finally:
+            stop_process(server)
+            t.close()
+    assert [r["request_id"] for r in requests(events, target="/h", side="client")] == ["configured-1"]
 
 
 def test_explain_and_tail_by_request_id(agent, ns):
