@@ -15,7 +15,8 @@
  *               program also serves the retransmit hook (enum tn_role). Kernels
  *               older than 6.3 lack them: tp_btf raw_syscalls sys_enter /
  *               sys_exit instead (two links for all eight, but they run on
- *               every syscall of every task).
+ *               every syscall of every task); the enter program then also
+ *               serves the retransmit hook.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -360,11 +361,23 @@ static __always_inline bool payload_syscall(long nr)
 /*
  * `regs` is a BTF-typed pointer here: its fields are plain loads, no helper
  * call, and nothing is read before the syscall number says it matters.
+ * Shared with the retransmit hook on the same kernels, which records senders'
+ * owners here (enum tn_role).
  */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tn_tp_payload_enter, struct pt_regs *regs, long id)
 {
-	if (payload_syscall(id))
+	struct sock *sk;
+
+	if (!payload_syscall(id))
+		return 0;
+	if ((tn_cfg.roles & TN_ROLE_SEND_OWNER) && (id == NR_WRITE || id == NR_SENDTO || id == NR_WRITEV ||
+						     id == NR_SENDMSG) && !self()) {
+		sk = tcp_sock_of((int)regs->di);
+		if (sk)
+			tn_own_socket(sk, 0);
+	}
+	if (tn_cfg.roles & TN_ROLE_PAYLOAD)
 		sys_enter(id, regs->di, regs->si, regs->dx, TN_MODE_TRACEPOINT);
 	return 0;
 }

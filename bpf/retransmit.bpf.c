@@ -4,10 +4,14 @@
  * (tcp_rtx_synack), attributed to the socket's owner from tn_owners. The
  * owner is recorded in process context: at connect() (connect family), at
  * listen() and on every send (here).
- *   fentry:     tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg
- *   kprobe:     the same functions
+ *   fentry:     fexit tcp_retransmit_skb; fentry tcp_rtx_synack, inet_csk_listen_start,
+ *               tcp_sendmsg
+ *   kprobe:     the same functions (tcp_retransmit_skb at entry: a kretprobe
+ *               could not see the arguments, so an attempt the kernel
+ *               abandons still counts)
  *   tracepoint: tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack,
- *               sock/inet_sock_set_state (->LISTEN), sock/sock_send_length
+ *               sock/inet_sock_set_state (->LISTEN), sock/sock_send_length;
+ *               before Linux 6.3, raw_syscalls/sys_enter for the senders
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -97,11 +101,19 @@ static __always_inline void on_send(struct sock *sk)
  * misses retransmits. The cost: tail loss probes, which call
  * __tcp_retransmit_skb themselves, go uncounted in these two modes.
  */
-SEC("fentry/tcp_retransmit_skb")
-int BPF_PROG(tn_fentry_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb, int segs)
+/*
+ * fexit: only a retransmit the kernel made counts (it gives up with -EBUSY
+ * while the original still sits in a qdisc or driver queue, and RetransSegs
+ * does not count that), and any split is done: the skb holds what was re-sent.
+ */
+SEC("fexit/tcp_retransmit_skb")
+int BPF_PROG(tn_fexit_tcp_retransmit_skb, struct sock *sk, struct sk_buff *skb, int segs, int ret)
 {
-	__u32 n = skb_pcount(skb);
+	__u32 n;
 
+	if (ret)
+		return 0;
+	n = skb_pcount(skb);
 	/* the kernel re-sends at most `segs` of the skb's segments */
 	emit(sk, sk, false, n < (__u32)segs ? n : (__u32)segs, bpf_get_socket_cookie(sk), TN_MODE_FENTRY);
 	return 0;

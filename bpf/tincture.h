@@ -65,8 +65,8 @@ struct tn_config {
 enum tn_role {
 	TN_ROLE_CONNECT = 1,      /* the set_state programs: connect latency (connect hook) */
 	TN_ROLE_LISTEN_OWNER = 2, /* tn_tp_inet_sock_set_state: listeners' owners (retransmit hook) */
-	TN_ROLE_SEND_OWNER = 4,   /* tn_tp_sock_send_length: senders' owners (retransmit hook) */
-	TN_ROLE_PAYLOAD = 8,      /* tn_tp_sock_send_length: HTTP heads sent (payload hook) */
+	TN_ROLE_SEND_OWNER = 4,   /* tn_tp_sock_send_length, tn_tp_payload_enter: senders' owners (retransmit hook) */
+	TN_ROLE_PAYLOAD = 8,      /* tn_tp_sock_send_length, tn_tp_payload_enter: HTTP heads (payload hook) */
 	TN_ROLE_CLOSE = 16,       /* the set_state programs: a request's socket closed (payload hook) */
 };
 

@@ -47,29 +47,42 @@ public enum Hooks {
         name: "tcp_retransmit",
         summary: "TCP retransmits (data, SYN, SYN-ACK) attributed to the socket's owner",
         programs: [
-            .fentry: ["tn_fentry_tcp_retransmit_skb", "tn_fentry_tcp_rtx_synack",
+            .fentry: ["tn_fexit_tcp_retransmit_skb", "tn_fentry_tcp_rtx_synack",
                       "tn_fentry_inet_csk_listen_start", "tn_fentry_tcp_sendmsg"],
             .kprobe: ["tn_kprobe_tcp_retransmit_skb", "tn_kprobe_tcp_rtx_synack",
                       "tn_kprobe_inet_csk_listen_start", "tn_kprobe_tcp_sendmsg"],
             .tracepoint: ["tn_tp_tcp_retransmit_skb", "tn_tp_tcp_retransmit_synack",
                           "tn_tp_inet_sock_set_state", "tn_tp_sock_send_length"],
         ],
+        // Before Linux 6.3 senders' owners come from the raw syscall tracepoint.
+        fallbacks: [.tracepoint: ["tn_tp_tcp_retransmit_skb", "tn_tp_tcp_retransmit_synack",
+                                  "tn_tp_inet_sock_set_state", "tn_tp_payload_enter"]],
         // The BTF tracepoint sees tail loss probes, which the probed functions miss.
         preference: [.tracepoint, .fentry, .kprobe],
         // Listeners' and senders' owners, from the connect and payload hooks' programs.
         roles: ["tn_tp_inet_sock_set_state": TN_ROLE_LISTEN_OWNER.rawValue,
-                "tn_tp_sock_send_length": TN_ROLE_SEND_OWNER.rawValue])
+                "tn_tp_sock_send_length": TN_ROLE_SEND_OWNER.rawValue,
+                "tn_tp_payload_enter": TN_ROLE_SEND_OWNER.rawValue])
 
     static let waitSyscalls = ["poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"]
+
+    /// A mode's wait programs over some of the syscalls.
+    static func waitPrograms(_ mode: AttachMode, _ syscalls: [String]) -> [String] {
+        switch mode {
+        case .fentry: return syscalls.flatMap { ["tn_fentry_\($0)", "tn_fexit_\($0)"] }
+        case .kprobe: return syscalls.flatMap { ["tn_kprobe_\($0)", "tn_kretprobe_\($0)"] }
+        case .tracepoint: return syscalls.flatMap { ["tn_tp_enter_\($0)", "tn_tp_exit_\($0)"] }
+        }
+    }
 
     public static let pollWait = HookSpec(
         name: "poll_wait",
         summary: "time blocked in poll, ppoll, select, pselect6, epoll_wait, epoll_pwait, epoll_pwait2",
-        programs: [
-            .fentry: waitSyscalls.flatMap { ["tn_fentry_\($0)", "tn_fexit_\($0)"] },
-            .kprobe: waitSyscalls.flatMap { ["tn_kprobe_\($0)", "tn_kretprobe_\($0)"] },
-            .tracepoint: waitSyscalls.flatMap { ["tn_tp_enter_\($0)", "tn_tp_exit_\($0)"] },
-        ],
+        programs: Dictionary(uniqueKeysWithValues: AttachMode.allCases.map { ($0, waitPrograms($0, waitSyscalls)) }),
+        // epoll_pwait2 came with Linux 5.11: without it, the other six.
+        fallbacks: Dictionary(uniqueKeysWithValues: AttachMode.allCases.map {
+            ($0, waitPrograms($0, waitSyscalls.filter { $0 != "epoll_pwait2" }))
+        }),
         needsTracefs: [.tracepoint])
 
     static let sendSyscalls = ["write", "sendto", "sendmsg", "writev"]
@@ -88,7 +101,8 @@ public enum Hooks {
         ],
         // Before Linux 6.3 the socket layer has no send/receive tracepoints.
         fallbacks: [.tracepoint: ["tn_tp_payload_enter", "tn_tp_payload_exit", "tn_tp_inet_sock_set_state"]],
-        roles: ["tn_tp_sock_send_length": TN_ROLE_PAYLOAD.rawValue, "tn_fentry_tcp_set_state": TN_ROLE_CLOSE.rawValue,
+        roles: ["tn_tp_sock_send_length": TN_ROLE_PAYLOAD.rawValue, "tn_tp_payload_enter": TN_ROLE_PAYLOAD.rawValue,
+                "tn_fentry_tcp_set_state": TN_ROLE_CLOSE.rawValue,
                 "tn_kprobe_tcp_set_state": TN_ROLE_CLOSE.rawValue, "tn_tp_inet_sock_set_state": TN_ROLE_CLOSE.rawValue])
 
     public static let all: [HookSpec] = [tcpConnect, tcpRetransmit, pollWait, httpPayload]
@@ -103,10 +117,14 @@ public enum Hooks {
         case ("tcp_connect", .fentry): return "fentry tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .kprobe): return "kprobe tcp_v4_connect, tcp_v6_connect, tcp_set_state"
         case ("tcp_connect", .tracepoint): return "tp_btf sock/inet_sock_set_state"
-        case ("tcp_retransmit", .fentry): return "fentry tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
+        case ("tcp_retransmit", .fentry): return "fexit tcp_retransmit_skb; fentry tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
         case ("tcp_retransmit", .kprobe): return "kprobe tcp_retransmit_skb, tcp_rtx_synack, inet_csk_listen_start, tcp_sendmsg"
         case ("tcp_retransmit", .tracepoint):
-            return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, sock/sock_send_length"
+            return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, "
+                + (fallback ? "raw_syscalls/sys_enter" : "sock/sock_send_length")
+        case ("poll_wait", _) where fallback:
+            return (mode == .fentry ? "fentry+fexit __x64_sys_" : mode == .kprobe ? "ksyscall+kretsyscall " : "tracepoint syscalls/sys_{enter,exit}_")
+                + "{\(waitSyscalls.filter { $0 != "epoll_pwait2" }.joined(separator: ","))} (no epoll_pwait2 before Linux 5.11)"
         case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"
         case ("poll_wait", .kprobe): return "ksyscall+kretsyscall {\(waitSyscalls.joined(separator: ","))}"
         case ("http_payload", .fentry):

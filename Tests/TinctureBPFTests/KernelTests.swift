@@ -84,6 +84,18 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Every tracepoint fallback set loads and attaches on this kernel too (they serve
+    /// older kernels: poll waits without epoll_pwait2, senders' owners and payloads
+    /// without the socket tracepoints; the VM run proves them on Linux 6.1).
+    func testEveryTracepointFallbackSetAttaches() {
+        let facts = KernelFacts.probe()
+        for hook in Hooks.all {
+            for (mode, programs) in hook.fallbacks where mode == .tracepoint {
+                XCTAssertNil(AttachPlanner.trial(hook, mode, programs, facts, ProbeConfig()), "\(hook.name) \(mode) fallback")
+            }
+        }
+    }
+
     /// A mode whose preferred programs cannot load falls back to its other set and
     /// says why; when neither loads, both reasons are reported.
     func testFallbackProgramsAreChosenAndExplained() {
