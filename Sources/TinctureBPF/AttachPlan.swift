@@ -54,7 +54,7 @@ public enum AttachPlanner {
         for hook in hooks {
             var entry = AttachPlan.Entry(hook: hook, mode: nil, attempts: [])
             for mode in candidates(requested, hook) {
-                if entry.mode != nil && !exhaustive || stop() { break }
+                if (entry.mode != nil && !exhaustive) || stop() { break }
                 let (failure, programs, note) = trial(hook, mode, facts, config)
                 entry.attempts.append((mode, failure, programs, note))
                 if failure == nil && entry.mode == nil {

@@ -65,6 +65,8 @@ public enum Hooks {
                 "tn_tp_payload_enter": TN_ROLE_SEND_OWNER.rawValue])
 
     static let waitSyscalls = ["poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"]
+    /// epoll_pwait2 came with Linux 5.11: older kernels have the other six.
+    static let waitSyscallsBefore5_11 = waitSyscalls.filter { $0 != "epoll_pwait2" }
 
     /// A mode's wait programs over some of the syscalls.
     static func waitPrograms(_ mode: AttachMode, _ syscalls: [String]) -> [String] {
@@ -79,10 +81,7 @@ public enum Hooks {
         name: "poll_wait",
         summary: "time blocked in poll, ppoll, select, pselect6, epoll_wait, epoll_pwait, epoll_pwait2",
         programs: Dictionary(uniqueKeysWithValues: AttachMode.allCases.map { ($0, waitPrograms($0, waitSyscalls)) }),
-        // epoll_pwait2 came with Linux 5.11: without it, the other six.
-        fallbacks: Dictionary(uniqueKeysWithValues: AttachMode.allCases.map {
-            ($0, waitPrograms($0, waitSyscalls.filter { $0 != "epoll_pwait2" }))
-        }),
+        fallbacks: Dictionary(uniqueKeysWithValues: AttachMode.allCases.map { ($0, waitPrograms($0, waitSyscallsBefore5_11)) }),
         needsTracefs: [.tracepoint])
 
     static let sendSyscalls = ["write", "sendto", "sendmsg", "writev"]
@@ -122,11 +121,14 @@ public enum Hooks {
         case ("tcp_retransmit", .tracepoint):
             return "tp_btf tcp/tcp_retransmit_skb, tcp/tcp_retransmit_synack, sock/inet_sock_set_state, "
                 + (fallback ? "raw_syscalls/sys_enter" : "sock/sock_send_length")
-        case ("poll_wait", _) where fallback:
-            return (mode == .fentry ? "fentry+fexit __x64_sys_" : mode == .kprobe ? "ksyscall+kretsyscall " : "tracepoint syscalls/sys_{enter,exit}_")
-                + "{\(waitSyscalls.filter { $0 != "epoll_pwait2" }.joined(separator: ","))} (no epoll_pwait2 before Linux 5.11)"
-        case ("poll_wait", .fentry): return "fentry+fexit __x64_sys_{\(waitSyscalls.joined(separator: ","))}"
-        case ("poll_wait", .kprobe): return "ksyscall+kretsyscall {\(waitSyscalls.joined(separator: ","))}"
+        case ("poll_wait", _):
+            let syscalls = "{\((fallback ? waitSyscallsBefore5_11 : waitSyscalls).joined(separator: ","))}"
+                + (fallback ? " (no epoll_pwait2 before Linux 5.11)" : "")
+            switch mode {
+            case .fentry: return "fentry+fexit __x64_sys_\(syscalls)"
+            case .kprobe: return "ksyscall+kretsyscall \(syscalls)"
+            case .tracepoint: return "tracepoint syscalls/sys_{enter,exit}_\(syscalls)"
+            }
         case ("http_payload", .fentry):
             return "fentry __x64_sys_{\((sendSyscalls + receiveSyscalls).joined(separator: ","))}, fexit on the receives; fentry tcp_set_state"
         case ("http_payload", .kprobe):
@@ -134,7 +136,6 @@ public enum Hooks {
         case ("http_payload", .tracepoint):
             return fallback ? "tp_btf raw_syscalls/sys_enter, sys_exit, sock/inet_sock_set_state"
                 : "tp_btf sock/sock_send_length, sock/sock_recv_length, sock/inet_sock_set_state"
-        case ("poll_wait", .tracepoint): return "tracepoint syscalls/sys_{enter,exit}_{\(waitSyscalls.joined(separator: ","))}"
         default: return loaded.joined(separator: ", ")
         }
     }

@@ -3,7 +3,7 @@
 public struct PayloadSample: Equatable, Sendable {
     /// `close`: no data; the socket left its connection (closed by this end, reset or
     /// aborted) while a request on it waited for its response.
-    public enum Direction: Sendable { case send, receive, close }
+    public enum Direction: String, Sendable { case send, receive, close }
 
     public var cookie: UInt64
     public var pid: UInt32

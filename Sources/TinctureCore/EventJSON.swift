@@ -63,7 +63,7 @@ public enum EventJSON {
             o.field("tid", UInt64(p.tid))
             o.field("comm", p.comm)
             o.field("cookie", p.cookie)
-            o.field("direction", p.direction == .send ? "send" : p.direction == .receive ? "receive" : "close")
+            o.field("direction", p.direction.rawValue)
             o.field("bytes", UInt64(p.bytes.count))
             return o.finish()
         }
