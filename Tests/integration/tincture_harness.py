@@ -24,6 +24,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TINCTURE_BIN", str(ROOT / ".build/release/tincture"))
 ATTACH = os.environ.get("TINCTURE_ATTACH", "auto")
 EXPECT_MODE = os.environ.get("TINCTURE_EXPECT_MODE")  # e.g. "kprobe" in the stock-kernel VM
+# How late a peer told to answer after 300 ms may be. Under the VM's software
+# emulation (TINCTURE_EMULATED=1) its wake-up has been seen 370 ms late; the
+# tests' real check is the agent against the client's own clock.
+LATEST_ANSWER_S = 1.5 if os.environ.get("TINCTURE_EMULATED") == "1" else 0.6
 ON_CI = os.environ.get("CI") == "true"
 HERE = pathlib.Path(__file__).resolve().parent
 

@@ -6,6 +6,7 @@
 # (Linux 6.3), so the payload and retransmit hooks take their raw-syscall fallbacks.
 set -euo pipefail
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
+export TINCTURE_EMULATED=1  # QEMU without KVM: timers and wake-ups run late
 status=0
 for mode in kprobe fentry tracepoint; do
     echo "== kernel $(uname -r): --attach $mode"
