@@ -168,7 +168,35 @@ static __always_inline void tn_own_socket(struct sock *sk, __u8 client)
 }
 
 /*
- * Copy addresses and ports into an event, for either family. A full socket's
+ * Family, remote address and remote port of a socket. `trusted`: sk is a BTF
+ * pointer (a tracepoint's or fentry's argument), read with plain loads; else
+ * probe reads. Callers pass a constant, so one branch is compiled per program.
+ */
+static __always_inline void tn_read_remote(struct sock *sk, bool trusted, __u16 *family, __u8 *daddr,
+					    __u16 *dport)
+{
+	struct sock_common *c = &sk->__sk_common;
+
+	__builtin_memset(daddr, 0, TN_ADDR_LEN);
+	if (trusted) {
+		*family = c->skc_family;
+		*dport = bpf_ntohs(c->skc_dport);
+		if (*family == AF_INET6)
+			__builtin_memcpy(daddr, &c->skc_v6_daddr, TN_ADDR_LEN);
+		else
+			*(__u32 *)daddr = c->skc_daddr;
+	} else {
+		*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		*dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (*family == AF_INET6)
+			bpf_core_read(daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
+		else
+			BPF_CORE_READ_INTO((__u32 *)daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/*
+ * Copy addresses and ports into an event (probe reads), for either family. A full socket's
  * local port comes from inet_sport: moving to CLOSE releases the port and
  * zeroes skc_num before the state-change tracepoint fires. A request socket
  * (SYN-ACK retransmit) has no inet_sock part: its skc_num is the local port.
@@ -176,21 +204,16 @@ static __always_inline void tn_own_socket(struct sock *sk, __u8 client)
 static __always_inline void tn_read_endpoints(struct sock *sk, bool request_sock, __u16 *family,
 					       __u8 *saddr, __u8 *daddr, __u16 *sport, __u16 *dport)
 {
-	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	tn_read_remote(sk, false, family, daddr, dport);
 	if (request_sock)
 		*sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	else
 		*sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	*dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	__builtin_memset(saddr, 0, TN_ADDR_LEN);
-	__builtin_memset(daddr, 0, TN_ADDR_LEN);
-	if (*family == AF_INET6) {
+	if (*family == AF_INET6)
 		bpf_core_read(saddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
-	} else {
+	else
 		BPF_CORE_READ_INTO((__u32 *)saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)daddr, sk, __sk_common.skc_daddr);
-	}
 }
 
 /*

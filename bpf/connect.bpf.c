@@ -56,21 +56,7 @@ static __always_inline bool count_connect(struct sock *sk, struct tn_owner *o, b
 	__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
 	key.error = error;
 	key.established = established;
-	if (trusted) {
-		key.family = sk->__sk_common.skc_family;
-		key.dport = bpf_ntohs(sk->__sk_common.skc_dport);
-		if (key.family == AF_INET6)
-			__builtin_memcpy(key.daddr, &sk->__sk_common.skc_v6_daddr, TN_ADDR_LEN);
-		else
-			*(__u32 *)key.daddr = sk->__sk_common.skc_daddr;
-	} else {
-		key.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		key.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		if (key.family == AF_INET6)
-			bpf_core_read(key.daddr, TN_ADDR_LEN, &sk->__sk_common.skc_v6_daddr);
-		else
-			BPF_CORE_READ_INTO((__u32 *)key.daddr, sk, __sk_common.skc_daddr);
-	}
+	tn_read_remote(sk, trusted, &key.family, key.daddr, &key.dport);
 	h = bpf_map_lookup_elem(&tn_connect_hists, &key);
 	if (!h) {
 		bpf_map_update_elem(&tn_connect_hists, &key, &zero, BPF_NOEXIST);

@@ -103,18 +103,13 @@ static __always_inline void trusted_endpoints(struct sock *sk, struct tn_payload
 
 	/* assigns one if the socket has none yet, as the other hooks do in this mode */
 	e->cookie = bpf_get_socket_cookie(sk);
-	e->family = c->skc_family;
+	tn_read_remote(sk, true, &e->family, e->daddr, &e->dport);
 	e->sport = c->skc_num;
-	e->dport = bpf_ntohs(c->skc_dport);
 	__builtin_memset(e->saddr, 0, TN_ADDR_LEN);
-	__builtin_memset(e->daddr, 0, TN_ADDR_LEN);
-	if (e->family == AF_INET6) {
+	if (e->family == AF_INET6)
 		__builtin_memcpy(e->saddr, &c->skc_v6_rcv_saddr, TN_ADDR_LEN);
-		__builtin_memcpy(e->daddr, &c->skc_v6_daddr, TN_ADDR_LEN);
-	} else {
+	else
 		*(__u32 *)e->saddr = c->skc_rcv_saddr;
-		*(__u32 *)e->daddr = c->skc_daddr;
-	}
 }
 
 /*
